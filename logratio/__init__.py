@@ -1,0 +1,18 @@
+"""logratio: the log-ratio loss and dense triplet mining for continuous labels.
+
+Kim, Seo, Laptev, Cho, Kwak, *Deep Metric Learning Beyond Binary Supervision*, CVPR 2019.
+"""
+
+from .distances import pairwise_distances
+from .loss import log_ratio_loss, log_ratio_loss_and_grad
+from .mining import dense_triplets
+from .triplets import triplet_log_ratio_loss
+
+__all__ = [
+    "dense_triplets",
+    "log_ratio_loss",
+    "log_ratio_loss_and_grad",
+    "pairwise_distances",
+    "triplet_log_ratio_loss",
+]
+__version__ = "0.1.0"

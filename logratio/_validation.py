@@ -1,0 +1,197 @@
+"""Argument checking and namespace helpers shared by the core modules.
+
+Every public function validates its arguments here, so that bad input fails early with
+an error naming the argument and what was expected.  Value checks (indices in range,
+non-negative distances) run only on concrete arrays: under a tracer (``jax.jit``) they
+are skipped, since a traced value cannot be inspected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import array_api_compat
+
+Array = Any
+Namespace = Any
+
+REDUCTIONS = ("mean", "sum", "none")
+TIES = ("include", "exclude")
+EMBEDDING_METRICS = ("sqeuclidean", "euclidean", "cityblock")
+LABEL_METRICS = ("euclidean", "sqeuclidean", "cityblock")
+
+
+def namespace(*arrays: Array) -> Namespace:
+    """The Array API namespace of ``arrays`` (``None`` entries ignored)."""
+    return array_api_compat.array_namespace(*[a for a in arrays if a is not None])
+
+
+def choice(name: str, value: Any, allowed: tuple[str, ...]) -> str:
+    """Check that ``value`` is one of ``allowed``; return it."""
+    if not isinstance(value, str) or value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}")
+    return value
+
+
+def label_metric(value: Any) -> str | Callable[..., Array]:
+    """Check ``label_metric``: a known name or a callable."""
+    if callable(value):
+        return value
+    return choice("label_metric", value, LABEL_METRICS)
+
+
+def positive_float(name: str, value: Any) -> float:
+    """Check a strictly positive finite Python number."""
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a positive float; got {value!r}") from None
+    if not out > 0 or out == float("inf"):
+        raise ValueError(f"{name} must be a positive finite float; got {value!r}")
+    return out
+
+
+def optional_block_size(value: Any) -> int | None:
+    """Check ``block_size``: ``None`` or a positive int."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"block_size must be None or a positive int; got {value!r}")
+    return value
+
+
+def compute_dtype(xp: Namespace, x: Array) -> Any:
+    """The floating dtype the loss is computed in: float32 for half precision, else ``x.dtype``.
+
+    Raises TypeError for non-floating ``x``.
+    """
+    if not xp.isdtype(x.dtype, "real floating"):
+        raise TypeError(f"embeddings must be a real floating array; got dtype {x.dtype}")
+    if x.dtype == xp.float64 or x.dtype == xp.float32:
+        return x.dtype
+    return xp.float32
+
+
+def embeddings_2d(xp: Namespace, x: Array, name: str = "embeddings") -> Array:
+    """Check a (batch, dim) array."""
+    if getattr(x, "ndim", None) != 2:
+        raise ValueError(f"{name} must be a 2-D array of shape (batch, dim); got shape {_shape(x)}")
+    return x
+
+
+def as_array(
+    xp: Namespace, x: Any, *, like: Array, dtype: Any = None, name: str = "array"
+) -> Array:
+    """Bring ``x`` (list, NumPy or any Array API array) into ``like``'s namespace and device."""
+    dev = array_api_compat.device(like)
+    try:
+        same = array_api_compat.is_array_api_obj(x) and namespace(x) is xp
+    except TypeError:
+        same = False
+    if same:
+        if array_api_compat.device(x) != dev:
+            x = array_api_compat.to_device(x, dev)
+    else:
+        try:
+            x = xp.asarray(x, device=dev)
+        except Exception as err:
+            raise TypeError(
+                f"{name} could not be converted to the embeddings' array type "
+                f"({xp.__name__}): {err}"
+            ) from err
+    if dtype is not None and x.dtype != dtype:
+        x = xp.astype(x, dtype)
+    return x
+
+
+def labels_for(xp: Namespace, labels: Any, batch: int, like: Array, dtype: Any) -> Array:
+    """Check and convert ``labels`` of shape (B,) or (B, p) to a (B, p) floating array."""
+    y = as_array(xp, labels, like=like, name="labels")
+    if y.ndim == 1:
+        y = xp.reshape(y, (y.shape[0], 1))
+    if y.ndim != 2 or y.shape[0] != batch:
+        raise ValueError(
+            f"labels must have shape ({batch},) or ({batch}, p) to match embeddings; "
+            f"got shape {_shape(y)}"
+        )
+    if y.dtype != dtype:
+        y = xp.astype(y, dtype)
+    return y
+
+
+def label_distances_for(
+    xp: Namespace, label_distances: Any, batch: int, like: Array, dtype: Any
+) -> Array:
+    """Check and convert a square (B, B) label distance matrix."""
+    dl = as_array(xp, label_distances, like=like, dtype=dtype, name="label_distances")
+    if dl.ndim != 2 or dl.shape[0] != dl.shape[1]:
+        raise ValueError(f"label_distances must be a square (B, B) array; got shape {_shape(dl)}")
+    if dl.shape[0] != batch:
+        raise ValueError(
+            f"label_distances must have shape ({batch}, {batch}) to match embeddings; "
+            f"got shape {_shape(dl)}"
+        )
+    if _concrete_any(xp, dl < 0):
+        raise ValueError("label_distances must be non-negative")
+    return dl
+
+
+def anchors_for(xp: Namespace, anchors: Any, batch: int, like: Array) -> Array | None:
+    """Normalise ``anchors`` to a 1-D index array (``None`` means every row).
+
+    Accepts an int, a sequence or array of ints, or a boolean mask of shape (B,).
+    A boolean mask is turned into indices with ``nonzero``, which needs concrete values.
+    """
+    if anchors is None:
+        return None
+    if isinstance(anchors, bool):
+        raise TypeError(
+            "anchors must be None, an int, an index array or a boolean mask; got a bool"
+        )
+    if isinstance(anchors, int):
+        if not -batch <= anchors < batch:
+            raise ValueError(f"anchors={anchors} is out of range for a batch of {batch}")
+        idx = xp.asarray([anchors % batch], device=array_api_compat.device(like))
+        return idx
+    a = as_array(xp, anchors, like=like, name="anchors")
+    if a.ndim == 0:
+        a = xp.reshape(a, (1,))
+    if a.ndim != 1:
+        raise ValueError(f"anchors must be 1-D (indices or a boolean mask); got shape {_shape(a)}")
+    if xp.isdtype(a.dtype, "bool"):
+        if a.shape[0] != batch:
+            raise ValueError(
+                f"a boolean anchors mask must have shape ({batch},); got shape {_shape(a)}"
+            )
+        return xp.nonzero(a)[0]
+    if not xp.isdtype(a.dtype, "integral"):
+        raise TypeError(f"anchors must hold integers or booleans; got dtype {a.dtype}")
+    if _concrete_any(xp, (a < -batch) | (a >= batch)):
+        raise ValueError(f"anchors hold indices out of range for a batch of {batch}")
+    return xp.where(a < 0, a + batch, a)
+
+
+def mask_for(xp: Namespace, mask: Any, batch: int, like: Array) -> Array | None:
+    """Check a (B, B) boolean mask of allowed (anchor, neighbour) pairs."""
+    if mask is None:
+        return None
+    m = as_array(xp, mask, like=like, name="mask")
+    if m.ndim != 2 or m.shape[0] != batch or m.shape[1] != batch:
+        raise ValueError(f"mask must have shape ({batch}, {batch}); got shape {_shape(m)}")
+    if not xp.isdtype(m.dtype, "bool"):
+        raise TypeError(f"mask must be a boolean array; got dtype {m.dtype}")
+    return m
+
+
+def _concrete_any(xp: Namespace, cond: Array) -> bool:
+    """``bool(any(cond))`` when the value is concrete; ``False`` under a tracer."""
+    try:
+        return bool(xp.any(cond))
+    except TypeError:  # jax.errors.ConcretizationTypeError derives from TypeError
+        return False
+
+
+def _shape(x: Any) -> tuple[Any, ...] | str:
+    shape = getattr(x, "shape", None)
+    return tuple(shape) if shape is not None else type(x).__name__

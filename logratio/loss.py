@@ -1,0 +1,396 @@
+"""The log-ratio loss of Kim et al., *Deep Metric Learning Beyond Binary Supervision*, CVPR 2019.
+
+For embeddings ``F`` (B×d), label distances ``Δ`` (B×B) and embedding distances
+``D_ab = ‖f_a − f_b‖²`` (or ``‖f_a − f_b‖`` with ``squared=False``), the residual is
+
+    U_ab = log(D_ab + ε) − log(Δ_ab + ε)
+
+and the loss of a triplet (anchor a, neighbours i ≠ j) is ``l(a, i, j) = (U_ai − U_aj)²``
+(paper, Eq. 4), counted once per unordered neighbour pair.  Over every pair of an anchor's
+neighbour set N (n = |N|, Ū the mean of ``U_a·`` over N) the identity
+
+    Σ_{i<j ∈ N} (U_ai − U_aj)² = n · Σ_{i∈N} (U_ai − Ū)²
+
+turns the dense loss over all B·(B−1)·(B−2)/2 triplets into a per-row variance: O(B²(d + p))
+time and O(block·B) memory, the cost of the distance matrix itself (DESIGN.md §1.1).
+
+The gradient is closed form (DESIGN.md §1.2): with ``G_ab = ∂L/∂U_ab`` and
+``K_ab = 2 G_ab / (D_ab + ε)``, anchor and neighbour receive ``±K_ab (f_a − f_b)``, so the
+gradients of every triplet sum to zero, as translation invariance demands.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import array_api_compat
+
+from . import _validation as v
+from ._validation import Array, Namespace
+from .distances import direct_distances, sq_euclidean_centered
+
+#: Rows × columns of one block of anchor rows when ``block_size`` is not given: the dense
+#: path keeps a handful of (block, B) temporaries alive, about 10 × 4 bytes × this number.
+DEFAULT_BLOCK_ELEMENTS = 1 << 24
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Validated, normalised inputs of the dense loss (internal; shared with the adapters)."""
+
+    xp: Namespace
+    features: Array  # (B, d), centred, compute dtype
+    sq_norms: Array  # (B,), squared row norms of ``features``
+    labels: Array | None  # (B, p) compute dtype, or None when label_distances are given
+    label_distances: Array | None  # (B, B) compute dtype
+    label_metric: Any
+    anchors: Array | None  # (m,) indices, or None for every row
+    mask: Array | None  # (B, B) bool
+    squared: bool
+    eps: float
+    ties: str
+    reduction: str
+    block_size: int
+    out_dtype: Any  # the embeddings' dtype: the gradient's dtype
+
+    @property
+    def batch(self) -> int:
+        return self.features.shape[0]
+
+    @property
+    def num_anchors(self) -> int:
+        return self.batch if self.anchors is None else self.anchors.shape[0]
+
+
+def prepare(
+    embeddings: Array,
+    labels: Any = None,
+    *,
+    label_distances: Any = None,
+    anchors: Any = None,
+    mask: Any = None,
+    squared: bool = True,
+    label_metric: Any = "euclidean",
+    eps: float = 1e-6,
+    ties: str = "include",
+    reduction: str = "mean",
+    block_size: int | None = None,
+) -> Problem:
+    """Validate the arguments of :func:`log_ratio_loss` and bring them into one namespace."""
+    xp = v.namespace(embeddings)
+    v.embeddings_2d(xp, embeddings)
+    dtype = v.compute_dtype(xp, embeddings)
+    v.choice("reduction", reduction, v.REDUCTIONS)
+    v.choice("ties", ties, v.TIES)
+    metric = v.label_metric(label_metric)
+    eps = v.positive_float("eps", eps)
+    block_size = v.optional_block_size(block_size)
+    if not isinstance(squared, bool):
+        raise TypeError(f"squared must be a bool; got {squared!r}")
+    if (labels is None) == (label_distances is None):
+        raise ValueError(
+            "pass exactly one of labels (B,) / (B, p) or label_distances (B, B); got "
+            + ("both" if labels is not None else "neither")
+        )
+    batch = embeddings.shape[0]
+    f = xp.astype(embeddings, dtype) if embeddings.dtype != dtype else embeddings
+    f = f - xp.mean(f, axis=0)
+    y = dl = None
+    if labels is not None:
+        y = v.labels_for(xp, labels, batch, f, dtype)
+    else:
+        dl = v.label_distances_for(xp, label_distances, batch, f, dtype)
+    idx = v.anchors_for(xp, anchors, batch, f)
+    m = v.mask_for(xp, mask, batch, f)
+    if block_size is None:
+        block_size = max(1, DEFAULT_BLOCK_ELEMENTS // max(batch, 1))
+    return Problem(
+        xp=xp,
+        features=f,
+        sq_norms=xp.sum(f * f, axis=1),
+        labels=y,
+        label_distances=dl,
+        label_metric=metric,
+        anchors=idx,
+        mask=m,
+        squared=squared,
+        eps=eps,
+        ties=ties,
+        reduction=reduction,
+        block_size=block_size,
+        out_dtype=embeddings.dtype,
+    )
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """Per-anchor quantities of one block of anchor rows."""
+
+    rows: Array | None  # (r,) row indices into the batch; None = every row, in order
+    row_loss: Array  # (r,) S_a = Σ over the anchor's counted triplets of l(a, i, j)
+    row_count: Array  # (r,) number of counted triplets
+    dloss_ddist: Array | None  # (r, B) ∂S_a/∂D_ab · ∂D_ab/∂(squared distance) · 2
+
+
+def _row_blocks(p: Problem) -> list[Array | None]:
+    """Index arrays of the anchor blocks; ``[None]`` when one block holds every row."""
+    xp, batch = p.xp, p.batch
+    dev = array_api_compat.device(p.features)
+    if p.anchors is None:
+        if p.block_size >= batch:
+            return [None]
+        return [
+            xp.arange(s, min(s + p.block_size, batch), device=dev)
+            for s in range(0, batch, p.block_size)
+        ]
+    m = p.anchors.shape[0]
+    return [p.anchors[s : s + p.block_size] for s in range(0, m, p.block_size)]
+
+
+def _rows(p: Problem, rows: Array | None, want_grad: bool) -> _Rows:
+    """Loss terms (and ∂/∂D) of the anchors ``rows`` against every neighbour: O(r·B·(d + p))."""
+    xp = p.xp
+    f, norms = p.features, p.sq_norms
+    batch = p.batch
+    dev = array_api_compat.device(f)
+    cols = xp.arange(batch, device=dev)
+    if rows is None:
+        fr, nr, ids = f, norms, cols
+    else:
+        fr, nr, ids = xp.take(f, rows, axis=0), xp.take(norms, rows), rows
+    sq = sq_euclidean_centered(xp, fr, nr, f, norms)
+    valid = ids[:, None] != cols[None, :]
+    if p.mask is not None:
+        valid = valid & (p.mask if rows is None else xp.take(p.mask, rows, axis=0))
+    if p.label_distances is not None:
+        lab = p.label_distances if rows is None else xp.take(p.label_distances, rows, axis=0)
+    else:
+        yr = p.labels if rows is None else xp.take(p.labels, rows, axis=0)
+        lab = direct_distances(xp, yr, p.labels, p.label_metric)
+        if lab.dtype != f.dtype:
+            lab = xp.astype(lab, f.dtype)
+    zero = xp.zeros_like(sq)
+    if p.squared:
+        dist = sq
+    else:
+        # mask the input of sqrt: autodiff through sqrt(0) would give inf · 0 = NaN
+        pos = sq > 0
+        dist = xp.where(pos, xp.sqrt(xp.where(pos, sq, zero + 1)), zero)
+    # invalid entries (self, masked out) get residual 0 before anything else touches them
+    lab = xp.where(valid, lab, zero)
+    u = xp.where(valid, xp.log(dist + p.eps) - xp.log(lab + p.eps), zero)
+    n = xp.sum(xp.astype(valid, f.dtype), axis=1)
+    mean = xp.sum(u, axis=1) / xp.where(n > 0, n, n + 1)
+    dev_ = xp.where(valid, u - mean[:, None], zero)
+    row_loss = n * xp.sum(dev_ * dev_, axis=1)
+    row_count = n * (n - 1) / 2
+    grad_u = 2 * n[:, None] * dev_ if want_grad else None
+    if p.ties == "exclude":
+        group_n, group_dev = _tie_groups(xp, lab, dev_, valid)
+        row_loss = row_loss - xp.sum(group_n * group_dev * group_dev, axis=1)
+        row_count = row_count - xp.sum(xp.where(valid, (group_n - 1) / 2, zero), axis=1)
+        if want_grad:
+            grad_u = grad_u - 2 * group_n * group_dev
+    ddist = None
+    if want_grad:
+        # ∂U/∂(squared distance): 1/(D + ε) for squared, 1/((D + ε) · 2D) for Euclidean;
+        # the factor 2 of ∂‖f_a − f_b‖²/∂f_a = 2 (f_a − f_b) is folded in here.
+        ddist = 2 * grad_u / (dist + p.eps)
+        if not p.squared:
+            pos = dist > 0
+            ddist = xp.where(pos, ddist / (2 * xp.where(pos, dist, zero + 1)), zero)
+    return _Rows(rows=rows, row_loss=row_loss, row_count=row_count, dloss_ddist=ddist)
+
+
+def _tie_groups(xp: Namespace, lab: Array, dev_: Array, valid: Array) -> tuple[Array, Array]:
+    """Size and centred residual of each entry's tie group (equal ``Δ_a·`` within a row).
+
+    Returns ``(n_g, U − Ū_g)`` per entry, zero off ``valid``.  Each row is sorted by label
+    distance so that ties are contiguous; a group's sum is a difference of the row's cumulative
+    sum of the (already row-centred) residuals: O(r·B·log B), no (r, B, B) array.
+    """
+    r, batch = lab.shape
+    dev = array_api_compat.device(lab)
+    key = xp.where(valid, lab, xp.full_like(lab, math.inf))
+    order = xp.argsort(key, axis=1, stable=True)
+    row_start = xp.arange(r, device=dev)[:, None] * batch
+    flat = xp.reshape(order + row_start, (-1,))
+    key_s = xp.reshape(xp.take(xp.reshape(key, (-1,)), flat), (r, batch))
+    dev_s = xp.reshape(xp.take(xp.reshape(dev_, (-1,)), flat), (r, batch))
+    first = xp.ones((r, 1), dtype=xp.bool, device=dev)
+    new_group = xp.concat([first, key_s[:, 1:] != key_s[:, :-1]], axis=1)
+    group = xp.cumulative_sum(xp.astype(new_group, order.dtype), axis=1) + row_start
+    group = xp.reshape(group, (-1,))  # non-decreasing over the flattened block
+    start = xp.searchsorted(group, group, side="left")
+    stop = xp.searchsorted(group, group, side="right")
+    csum = xp.reshape(xp.cumulative_sum(dev_s, axis=1, include_initial=True), (-1,))
+    row_of = xp.reshape(xp.broadcast_to(xp.arange(r, device=dev)[:, None], (r, batch)), (-1,))
+    row_of = xp.astype(row_of, start.dtype)
+    # position k of row q sits at q·B + k in ``group`` and at q·(B + 1) + k in ``csum``
+    sums = xp.take(csum, stop + row_of) - xp.take(csum, start + row_of)
+    size_s = xp.reshape(xp.astype(stop - start, dev_.dtype), (r, batch))
+    group_dev_s = dev_s - xp.reshape(sums, (r, batch)) / size_s
+    inverse = xp.reshape(xp.argsort(order, axis=1) + row_start, (-1,))
+    group_dev = xp.reshape(xp.take(xp.reshape(group_dev_s, (-1,)), inverse), (r, batch))
+    group_n = xp.reshape(xp.take(xp.reshape(size_s, (-1,)), inverse), (r, batch))
+    zero = xp.zeros_like(group_dev)
+    return xp.where(valid, group_n, zero), xp.where(valid, group_dev, zero)
+
+
+def evaluate(
+    p: Problem, *, want_grad: bool = False, row_weights: Array | None = None
+) -> tuple[Array, Array, Array | None]:
+    """Per-anchor losses and triplet counts, and optionally ``Σ_a w_a ∇_F S_a``.
+
+    Returns ``(row_loss (m,), row_count (m,), grad (B, d) in the compute dtype or None)``.
+    ``row_weights`` (m,) defaults to ones.  Blocks of ``p.block_size`` anchors keep the
+    working memory O(block · B); with one block holding every row the gradient is the single
+    product ``(diag(W·1) − W) · F`` with ``W = K + Kᵀ`` (DESIGN.md §1.2).
+    """
+    xp = p.xp
+    f = p.features
+    losses, counts = [], []
+    grad = None
+    anchor_grads = []
+    offset = 0
+    for rows in _row_blocks(p):
+        blk = _rows(p, rows, want_grad)
+        losses.append(blk.row_loss)
+        counts.append(blk.row_count)
+        if not want_grad:
+            continue
+        k = blk.dloss_ddist
+        r = k.shape[0]
+        if row_weights is not None:
+            k = k * row_weights[offset : offset + r, None]
+        offset += r
+        if rows is None:  # every row at once: one B×B×d product
+            w = k + k.T
+            grad = xp.sum(w, axis=1)[:, None] * f - w @ f
+            continue
+        fr = xp.take(f, rows, axis=0)
+        # ∇f_a += Σ_b K_ab (f_a − f_b)   and   ∇f_b −= K_ab (f_a − f_b)
+        anchor_part = xp.sum(k, axis=1)[:, None] * fr - k @ f
+        neighbour_part = xp.sum(k, axis=0)[:, None] * f - k.T @ fr
+        grad = neighbour_part if grad is None else grad + neighbour_part
+        if p.anchors is None:
+            anchor_grads.append(anchor_part)
+        else:
+            cols = xp.arange(p.batch, device=array_api_compat.device(f))
+            onehot = xp.astype(rows[:, None] == cols[None, :], f.dtype)
+            grad = grad + onehot.T @ anchor_part
+    if anchor_grads:
+        grad = grad + xp.concat(anchor_grads, axis=0)
+    if want_grad and grad is None:  # no anchors at all
+        grad = xp.zeros_like(f)
+    row_loss = _concat(xp, losses, f)
+    row_count = _concat(xp, counts, f)
+    return row_loss, row_count, grad
+
+
+def _concat(xp: Namespace, parts: list[Array], like: Array) -> Array:
+    if not parts:
+        return xp.zeros((0,), dtype=like.dtype, device=array_api_compat.device(like))
+    return parts[0] if len(parts) == 1 else xp.concat(parts, axis=0)
+
+
+def reduce_loss(p: Problem, row_loss: Array, row_count: Array) -> tuple[Array, Array]:
+    """The reduced loss and the factor that scales ``Σ_a ∇S_a`` into its gradient."""
+    xp = p.xp
+    if p.reduction == "none":
+        return row_loss, xp.ones((), dtype=row_loss.dtype)
+    total = xp.sum(row_loss)
+    if p.reduction == "sum":
+        return total, xp.ones((), dtype=total.dtype)
+    count = xp.sum(row_count)
+    has = count > 0
+    scale = xp.where(has, 1 / xp.where(has, count, count + 1), xp.zeros_like(count))
+    return total * scale, scale
+
+
+def log_ratio_loss(
+    embeddings: Array,
+    labels: Any = None,
+    *,
+    label_distances: Any = None,
+    anchors: Any = None,
+    mask: Any = None,
+    squared: bool = True,
+    label_metric: Any = "euclidean",
+    eps: float = 1e-6,
+    ties: str = "include",
+    reduction: str = "mean",
+    block_size: int | None = None,
+) -> Array:
+    """Dense log-ratio loss over every triplet of the batch (Kim et al., CVPR 2019, Eq. 4).
+
+    ``L = mean over counted triplets (a, i, j) of (log D_ai/D_aj − log Δ_ai/Δ_aj)²`` with
+    ``ε = eps`` added to every distance before the log.
+
+    Args:
+      embeddings: (B, d) floating array (NumPy, or any Array API array).
+      labels: (B,) or (B, p) continuous labels; their distances use ``label_metric``.
+      label_distances: (B, B) non-negative label distances, instead of ``labels``.
+      anchors: ``None`` (every row is an anchor), an int (``0``: the paper's mini-batch),
+        an index array or a boolean mask of shape (B,).
+      mask: (B, B) boolean, the (anchor, neighbour) pairs that may form triplets.
+      squared: squared Euclidean embedding distances (the paper) or Euclidean (the
+        authors' released code).
+      label_metric: ``"euclidean"``, ``"sqeuclidean"``, ``"cityblock"`` or a callable
+        ``metric(labels_a, labels_b) -> (len(labels_a), len(labels_b))``.
+      eps: added to both distances before the log.
+      ties: ``"include"`` counts neighbour pairs with equal label distance once (authors'
+        code); ``"exclude"`` drops them (the paper's strict ``Δ_ai < Δ_aj``).
+      reduction: ``"mean"`` over counted triplets, ``"sum"``, or ``"none"``: per-anchor sums
+        of shape (number of anchors,).
+      block_size: anchors per block; memory is O(block_size · B).  Default: about 2²⁴ / B.
+
+    Returns:
+      The loss in the embeddings' namespace and device, in float32 for half-precision input
+      and in the embeddings' dtype otherwise.  A batch without any triplet gives 0.
+
+    Cost: O(B²(d + p)) time (O(B² log B) more with ``ties="exclude"``), O(block_size · B)
+    memory.
+    """
+    p = prepare(
+        embeddings, labels, label_distances=label_distances, anchors=anchors, mask=mask,
+        squared=squared, label_metric=label_metric, eps=eps, ties=ties, reduction=reduction,
+        block_size=block_size,
+    )  # fmt: skip
+    row_loss, row_count, _ = evaluate(p)
+    return reduce_loss(p, row_loss, row_count)[0]
+
+
+def log_ratio_loss_and_grad(
+    embeddings: Array,
+    labels: Any = None,
+    *,
+    label_distances: Any = None,
+    anchors: Any = None,
+    mask: Any = None,
+    squared: bool = True,
+    label_metric: Any = "euclidean",
+    eps: float = 1e-6,
+    ties: str = "include",
+    reduction: str = "mean",
+    block_size: int | None = None,
+) -> tuple[Array, Array]:
+    """The loss of :func:`log_ratio_loss` and its closed-form gradient ``∂L/∂embeddings``.
+
+    The gradient (DESIGN.md §1.2) has the embeddings' shape, dtype, namespace and device.
+    With ``reduction="none"`` it is the gradient of the sum of the per-anchor losses.
+    Cost: one more B×B×d matrix product than the loss alone.
+    """
+    p = prepare(
+        embeddings, labels, label_distances=label_distances, anchors=anchors, mask=mask,
+        squared=squared, label_metric=label_metric, eps=eps, ties=ties, reduction=reduction,
+        block_size=block_size,
+    )  # fmt: skip
+    row_loss, row_count, grad = evaluate(p, want_grad=True)
+    loss, scale = reduce_loss(p, row_loss, row_count)
+    grad = grad * scale
+    if grad.dtype != p.out_dtype:
+        grad = p.xp.astype(grad, p.out_dtype)
+    return loss, grad
