@@ -9,6 +9,7 @@ tie rule of the loss sees them as ties.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 from . import _validation as v
@@ -73,8 +74,13 @@ def sq_euclidean_centered(
         yc, y_norms = xc, x_norms
     elif y_norms is None:
         y_norms = _row_sq_norms(xp, yc)
-    sq = x_norms[:, None] + y_norms[None, :] - 2 * (xc @ yc.T)
-    return xp.where(sq > 0, sq, xp.zeros_like(sq))
+    scale = x_norms[:, None] + y_norms[None, :]
+    sq = scale - 2 * (xc @ yc.T)
+    # The identity leaves rounding noise of about sqrt(d)·u·(‖x‖² + ‖y‖²) (u: unit roundoff);
+    # below a few times that, the value is noise, and duplicates must give exactly 0: log and
+    # sqrt would otherwise magnify the noise into the loss and its gradient.
+    noise = (4 * math.sqrt(xc.shape[1]) + 4) * xp.finfo(sq.dtype).eps * scale
+    return xp.where(sq > noise, sq, xp.zeros_like(sq))
 
 
 def direct_distances(

@@ -198,6 +198,10 @@ def _rows(p: Problem, rows: Array | None, want_grad: bool) -> _Rows:
         # ∂U/∂(squared distance): 1/(D + ε) for squared, 1/((D + ε) · 2D) for Euclidean;
         # the factor 2 of ∂‖f_a − f_b‖²/∂f_a = 2 (f_a − f_b) is folded in here.
         ddist = 2 * grad_u / (dist + p.eps)
+        # pairs at distance 0 (duplicates, or closer than the distances' rounding noise) add
+        # nothing: ∇D = 2 (f_a − f_b) = 0 there, whereas K·(f_a − f_b) evaluated as
+        # rowsum(K)·f_a − K·f would leave cancellation noise of size u·K_ab·‖f‖, K_ab ~ 1/ε
+        ddist = xp.where(sq > 0, ddist, zero)
         if not p.squared:
             pos = dist > 0
             ddist = xp.where(pos, ddist / (2 * xp.where(pos, dist, zero + 1)), zero)
