@@ -47,7 +47,8 @@ def pairwise_distances(x: Array, y: Array | None = None, *, metric: str = "sqeuc
         y = xp.astype(y, dtype)
     if metric == "cityblock":
         return direct_distances(xp, x, x if y is None else y, metric)
-    center = xp.mean(x, axis=0)
+    # the mean of no rows would warn and be NaN
+    center = xp.mean(x, axis=0) if x.shape[0] > 0 else xp.sum(x, axis=0)
     xc = x - center
     yc = None if y is None else y - center
     sq = sq_euclidean_centered(xp, xc, _row_sq_norms(xp, xc), yc)

@@ -96,7 +96,8 @@ def prepare(
         )
     batch = embeddings.shape[0]
     f = xp.astype(embeddings, dtype) if embeddings.dtype != dtype else embeddings
-    f = f - xp.mean(f, axis=0)
+    if batch > 0:  # the mean of no rows would warn and be NaN
+        f = f - xp.mean(f, axis=0)
     y = dl = None
     if labels is not None:
         y = v.labels_for(xp, labels, batch, f, dtype)
