@@ -22,9 +22,20 @@ EMBEDDING_METRICS = ("sqeuclidean", "euclidean", "cityblock")
 LABEL_METRICS = ("euclidean", "sqeuclidean", "cityblock")
 
 
-def namespace(*arrays: Array) -> Namespace:
-    """The Array API namespace of ``arrays`` (``None`` entries ignored)."""
-    return array_api_compat.array_namespace(*[a for a in arrays if a is not None])
+def namespace(*arrays: Array, name: str | None = None) -> Namespace:
+    """The Array API namespace of ``arrays`` (``None`` entries ignored).
+
+    With ``name`` (the argument's name), a non-array gives a TypeError that names it.
+    """
+    try:
+        return array_api_compat.array_namespace(*[a for a in arrays if a is not None])
+    except TypeError as err:
+        if name is None:
+            raise
+        raise TypeError(
+            f"{name} must be an array (NumPy, PyTorch, JAX, CuPy or any Array API array "
+            f"of one namespace); {err}"
+        ) from None
 
 
 def choice(name: str, value: Any, allowed: tuple[str, ...]) -> str:
@@ -108,6 +119,8 @@ def as_array(
 def labels_for(xp: Namespace, labels: Any, batch: int, like: Array, dtype: Any) -> Array:
     """Check and convert ``labels`` of shape (B,) or (B, p) to a (B, p) floating array."""
     y = as_array(xp, labels, like=like, name="labels")
+    if not xp.isdtype(y.dtype, ("real floating", "integral", "bool")):
+        raise TypeError(f"labels must hold real numbers; got dtype {y.dtype}")
     if y.ndim == 1:
         y = xp.reshape(y, (y.shape[0], 1))
     if y.ndim != 2 or y.shape[0] != batch:
@@ -159,6 +172,8 @@ def anchors_for(xp: Namespace, anchors: Any, batch: int, like: Array) -> Array |
         a = xp.reshape(a, (1,))
     if a.ndim != 1:
         raise ValueError(f"anchors must be 1-D (indices or a boolean mask); got shape {_shape(a)}")
+    if a.shape[0] == 0 and not xp.isdtype(a.dtype, ("integral", "bool")):
+        a = xp.arange(0, device=array_api_compat.device(like))  # an empty list: no anchor
     if xp.isdtype(a.dtype, "bool"):
         if a.shape[0] != batch:
             raise ValueError(

@@ -32,7 +32,7 @@ def pairwise_distances(x: Array, y: Array | None = None, *, metric: str = "sqeuc
     (Squared) Euclidean distances are computed from centred inputs with one matrix product,
     O(n·m·d) time and O(n·m) memory; ``cityblock`` uses explicit differences, O(n·m·d) memory.
     """
-    xp = v.namespace(x, y)
+    xp = v.namespace(x, y, name="x (and y)")
     v.choice("metric", metric, v.EMBEDDING_METRICS)
     x = _as_2d(xp, x, "x")
     if y is not None:

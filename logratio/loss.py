@@ -79,7 +79,7 @@ def prepare(
     block_size: int | None = None,
 ) -> Problem:
     """Validate the arguments of :func:`log_ratio_loss` and bring them into one namespace."""
-    xp = v.namespace(embeddings)
+    xp = v.namespace(embeddings, name="embeddings")
     v.embeddings_2d(xp, embeddings)
     dtype = v.compute_dtype(xp, embeddings)
     v.choice("reduction", reduction, v.REDUCTIONS)

@@ -36,7 +36,7 @@ def dense_triplets(
       Three 1-D integer arrays (anchor, nearer neighbour, farther neighbour), sorted by anchor
       position, then ``i``, then ``j``.  O(m·B²) time and output; O(block·B²) working memory.
     """
-    xp = v.namespace(label_distances)
+    xp = v.namespace(label_distances, name="label_distances")
     dl = label_distances
     if dl.ndim != 2 or dl.shape[0] != dl.shape[1]:
         raise ValueError(

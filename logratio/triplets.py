@@ -37,7 +37,7 @@ def triplet_log_ratio_loss(
     Returns:
       The loss (a 0-D array, or (T,) with ``"none"``); 0 for an empty triplet list.
     """
-    xp = v.namespace(embeddings)
+    xp = v.namespace(embeddings, name="embeddings")
     v.embeddings_2d(xp, embeddings)
     dtype = v.compute_dtype(xp, embeddings)
     v.choice("reduction", reduction, v.REDUCTIONS)
