@@ -190,7 +190,14 @@ def _rows(p: Problem, rows: Array | None, want_grad: bool) -> _Rows:
     grad_u = 2 * n[:, None] * dev_ if want_grad else None
     if p.ties == "exclude":
         group_n, group_dev = _tie_groups(xp, lab, dev_, valid)
-        row_loss = row_loss - xp.sum(group_n * group_dev * group_dev, axis=1)
+        # pairs across tie groups only, as a sum of non-negative terms rather than the
+        # difference n·Σ(U − Ū)² − Σ_g n_g·Σ_g(U − Ū_g)², which cancels when most pairs tie:
+        # Σ_g (n − n_g)·Σ_g (U − Ū_g)² + n·Σ_g n_g·(Ū_g − Ū)²
+        between = dev_ - group_dev  # Ū_g − Ū, zero off valid
+        row_loss = xp.sum(
+            (n[:, None] - group_n) * group_dev * group_dev + n[:, None] * between * between,
+            axis=1,
+        )
         row_count = row_count - xp.sum(xp.where(valid, (group_n - 1) / 2, zero), axis=1)
         if want_grad:
             grad_u = grad_u - 2 * group_n * group_dev
