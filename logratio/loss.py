@@ -147,7 +147,7 @@ def _row_blocks(p: Problem) -> list[Array | None]:
             for s in range(0, batch, p.block_size)
         ]
     m = p.anchors.shape[0]
-    return [p.anchors[s : s + p.block_size] for s in range(0, m, p.block_size)]
+    return [p.anchors[s : min(s + p.block_size, m)] for s in range(0, m, p.block_size)]
 
 
 def _rows(p: Problem, rows: Array | None, want_grad: bool) -> _Rows:

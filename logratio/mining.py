@@ -53,7 +53,7 @@ def dense_triplets(
     block = max(1, _TRIPLET_BLOCK_ELEMENTS // max(batch * batch, 1))
     out: list[list[Array]] = [[], [], []]
     for s in range(0, idx.shape[0], block):
-        rows = idx[s : s + block]
+        rows = idx[s : min(s + block, idx.shape[0])]
         lab = xp.take(dl, rows, axis=0)  # (r, B)
         ok = rows[:, None] != cols[None, :]
         if m is not None:
