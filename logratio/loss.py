@@ -193,14 +193,15 @@ def _rows(p: Problem, rows: Array | None, want_grad: bool) -> _Rows:
         # pairs across tie groups only, as a sum of non-negative terms rather than the
         # difference n·Σ(U − Ū)² − Σ_g n_g·Σ_g(U − Ū_g)², which cancels when most pairs tie:
         # Σ_g (n − n_g)·Σ_g (U − Ū_g)² + n·Σ_g n_g·(Ū_g − Ū)²
-        between = dev_ - group_dev  # Ū_g − Ū, zero off valid
+        # Ū_g − Ū, zero off valid; exactly zero when every pair of the row ties (no triplet)
+        between = xp.where(group_n < n[:, None], dev_ - group_dev, zero)
         row_loss = xp.sum(
             (n[:, None] - group_n) * group_dev * group_dev + n[:, None] * between * between,
             axis=1,
         )
         row_count = row_count - xp.sum(xp.where(valid, (group_n - 1) / 2, zero), axis=1)
         if want_grad:
-            grad_u = grad_u - 2 * group_n * group_dev
+            grad_u = 2 * (n[:, None] - group_n) * group_dev + 2 * n[:, None] * between
     ddist = None
     if want_grad:
         # ∂U/∂(squared distance): 1/(D + ε) for squared, 1/((D + ε) · 2D) for Euclidean;
