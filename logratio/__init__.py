@@ -3,8 +3,8 @@
 Kim, Seo, Laptev, Cho, Kwak, *Deep Metric Learning Beyond Binary Supervision*, CVPR 2019.
 """
 
+from ._dispatch import log_ratio_loss, log_ratio_loss_and_grad
 from .distances import pairwise_distances
-from .loss import log_ratio_loss, log_ratio_loss_and_grad
 from .mining import dense_triplets
 from .triplets import triplet_log_ratio_loss
 

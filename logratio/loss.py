@@ -303,6 +303,37 @@ def evaluate(
     return row_loss, row_count, grad
 
 
+def evaluate_jvp(p: Problem, tangent: Array) -> tuple[Array, Array, Array]:
+    """Per-anchor losses and triplet counts, and their derivatives along ``tangent``.
+
+    Returns ``(row_loss (m,), row_count (m,), row_tangent (m,))`` with
+    ``row_tangent_a = ⟨∇_F S_a, T⟩ = Σ_b K_ab (f_a − f_b)·(t_a − t_b)``, ``K`` as in
+    :func:`evaluate` (DESIGN.md §1.2): the forward-mode derivative of the unreduced loss,
+    used by the JAX adapter for ``reduction="none"``.  ``tangent`` (B, d) is centred like the
+    features (only differences of rows matter); the dot products come from two r×B×d
+    matrix products per block of r anchors.
+    """
+    xp = p.xp
+    f = p.features
+    t = xp.astype(tangent, f.dtype) if tangent.dtype != f.dtype else tangent
+    if p.batch > 0:
+        t = t - xp.mean(t, axis=0)
+    ft = xp.sum(f * t, axis=1)
+    losses, counts, tangents = [], [], []
+    for rows in _row_blocks(p):
+        blk = _rows(p, rows, True)
+        losses.append(blk.row_loss)
+        counts.append(blk.row_count)
+        if rows is None:
+            fr, tr, ftr = f, t, ft
+        else:
+            fr, tr, ftr = xp.take(f, rows, axis=0), xp.take(t, rows, axis=0), xp.take(ft, rows)
+        # (f_a − f_b)·(t_a − t_b) = f_a·t_a + f_b·t_b − f_a·t_b − f_b·t_a
+        pair = ftr[:, None] + ft[None, :] - fr @ t.T - tr @ f.T
+        tangents.append(xp.sum(blk.dloss_ddist * pair, axis=1))
+    return _concat(xp, losses, f), _concat(xp, counts, f), _concat(xp, tangents, f)
+
+
 def _concat(xp: Namespace, parts: list[Array], like: Array) -> Array:
     if not parts:
         return xp.zeros((0,), dtype=like.dtype, device=array_api_compat.device(like))
