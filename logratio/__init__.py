@@ -3,15 +3,21 @@
 Kim, Seo, Laptev, Cho, Kwak, *Deep Metric Learning Beyond Binary Supervision*, CVPR 2019.
 """
 
+from . import metrics
 from ._dispatch import log_ratio_loss, log_ratio_loss_and_grad
 from .distances import pairwise_distances
+from .knn import knn_table
 from .mining import dense_triplets
+from .sampler import DenseBatchSampler
 from .triplets import triplet_log_ratio_loss
 
 __all__ = [
+    "DenseBatchSampler",
     "dense_triplets",
+    "knn_table",
     "log_ratio_loss",
     "log_ratio_loss_and_grad",
+    "metrics",
     "pairwise_distances",
     "triplet_log_ratio_loss",
 ]

@@ -1,0 +1,190 @@
+"""``logratio check`` and the command line: packaged reference, comparison, exit code."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import types
+
+import numpy as np
+import pytest
+import reference
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import logratio
+from logratio import _reference, check, cli
+
+
+@st.composite
+def small_problems(draw):
+    b = draw(st.integers(0, 7))
+    d = draw(st.integers(1, 3))
+    f = draw(hnp.arrays(np.float64, (b, d), elements=st.floats(-4, 4, allow_subnormal=False)))
+    y = draw(hnp.arrays(np.float64, (b, 2), elements=st.integers(-2, 2).map(float)))
+    opts = {
+        "squared": draw(st.booleans()),
+        "ties": draw(st.sampled_from(["include", "exclude"])),
+        "reduction": draw(st.sampled_from(["mean", "sum"])),
+    }
+    if b and draw(st.booleans()):
+        opts["anchors"] = draw(st.lists(st.integers(0, b - 1), min_size=1, max_size=3))
+    if draw(st.booleans()):
+        opts["mask"] = draw(hnp.arrays(np.bool_, (b, b)))
+    metric = draw(st.sampled_from(["euclidean", "sqeuclidean", "cityblock"]))
+    return f, y, metric, opts
+
+
+@given(small_problems())
+def test_packaged_reference_agrees_with_the_test_reference(case):
+    """Two independent loop implementations (logratio/_reference.py, tests/reference.py)."""
+    f, y, metric, opts = case
+    dl = _reference.label_distances(y, metric)
+    np.testing.assert_allclose(dl, reference.label_distance_matrix(y, metric), rtol=1e-15)
+    loss, grad = _reference.loss_and_grad(f, dl, **opts)
+    assert loss == pytest.approx(reference.loss(f, dl, **opts), rel=1e-12, abs=1e-300)
+    np.testing.assert_allclose(grad, reference.gradient(f, dl, **opts), rtol=1e-10, atol=1e-12)
+
+
+def test_packaged_reference_gradient_matches_finite_differences():
+    rng = np.random.default_rng(0)
+    for squared in (True, False):
+        f = rng.normal(size=(6, 3))
+        dl = _reference.label_distances(rng.integers(0, 3, size=6), "euclidean")
+        _, grad = _reference.loss_and_grad(f, dl, squared=squared, ties="exclude")
+        fd = _reference.finite_differences(
+            lambda x, s=squared, d=dl: _reference.loss_and_grad(x, d, squared=s, ties="exclude")[0],
+            f,
+        )
+        np.testing.assert_allclose(grad, fd, rtol=1e-6, atol=1e-8)
+        np.testing.assert_allclose(grad.sum(axis=0), 0, atol=1e-12)  # translation invariance
+
+
+def test_problems_cover_the_options_and_match_the_test_reference():
+    problems = check.make_problems(seed=3)
+    seen = {key for p in problems for key in p.options}
+    assert {"anchors", "squared", "ties", "mask", "reduction", "label_metric"} <= seen
+    assert any(p.label_distances is not None for p in problems)
+    for p in problems:
+        dl = p.label_distances
+        if dl is None:
+            dl = reference.label_distance_matrix(
+                p.labels, p.options.get("label_metric", "euclidean")
+            )
+        opts = {k: val for k, val in p.options.items() if k != "label_metric"}
+        if isinstance(opts.get("anchors"), int):
+            opts["anchors"] = [opts["anchors"]]
+        assert p.loss == pytest.approx(reference.loss(p.embeddings, dl, **opts), rel=1e-12)
+        np.testing.assert_allclose(p.grad, reference.gradient(p.embeddings, dl, **opts), rtol=1e-10)
+        assert p.loss > 0 and np.abs(p.grad).max() > 0
+
+
+def test_numpy_and_strict_rows_pass():
+    rows, _ = check.run_check(("numpy", "array_api_strict"))
+    assert [(r.backend, r.dtype) for r in rows[1:]] == [
+        ("numpy", "float32"), ("numpy", "float64"),
+        ("array_api_strict", "float32"), ("array_api_strict", "float64"),
+    ]  # fmt: skip
+    for r in rows:
+        assert r.ok, (r.backend, r.dtype, r.error, r.failures)
+    assert rows[2].fd_error is not None and rows[2].fd_error < check.FD_TOLERANCE
+    assert rows[2].grad_error < 1e-12 and rows[1].grad_error < 1e-4
+    table = check.format_table(rows)
+    assert "numpy" in table and "grad err" in table and "FAIL" not in table
+
+
+def test_a_wrong_gradient_is_caught(monkeypatch):
+    original = logratio.log_ratio_loss_and_grad
+
+    def off_by_one_percent(*args, **kwargs):
+        loss, grad = original(*args, **kwargs)
+        return loss, grad * 1.01
+
+    monkeypatch.setattr(logratio, "log_ratio_loss_and_grad", off_by_one_percent)
+    rows, _ = check.run_check(("numpy",))
+    assert [r.ok for r in rows] == [True, False, False]
+    assert any("gradient" in f for f in rows[1].failures)
+    assert any("finite differences" in f for f in rows[2].failures)
+
+
+def test_a_wrong_loss_and_a_crash_are_caught(monkeypatch):
+    original = logratio.log_ratio_loss_and_grad
+    calls = []
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) > 5:
+            raise RuntimeError("boom")
+        loss, grad = original(*args, **kwargs)
+        return loss * (1 + 1e-3), grad
+
+    monkeypatch.setattr(logratio, "log_ratio_loss_and_grad", flaky)
+    rows, _ = check.run_check(("numpy",))
+    assert any("loss" in f for f in rows[1].failures)  # float32: 1e-3 > tolerance
+    assert rows[2].error == "RuntimeError: boom"
+
+
+def test_missing_backend_is_a_note(monkeypatch):
+    real = check.importlib.util.find_spec
+    monkeypatch.setattr(
+        check.importlib.util, "find_spec", lambda name: None if name == "cupy" else real(name)
+    )
+    found, notes = check.discover(("numpy", "cupy"))
+    assert [b.name for b in found] == ["numpy"]
+    assert notes == ["cupy: not installed"]
+
+
+def test_cli_check_exit_code_and_json(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "check.json"
+    assert cli.main(["check", "--backend", "numpy", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "numpy" in printed and "3/3 rows agree" in printed
+    data = json.loads(out.read_text())
+    assert [r["ok"] for r in data["rows"]] == [True, True, True]
+
+    def broken(*args, **kwargs):
+        raise ValueError("nope")
+
+    monkeypatch.setattr(logratio, "log_ratio_loss_and_grad", broken)
+    assert cli.main(["check", "--backend", "numpy"]) == 1
+    assert "FAIL numpy cpu float32: ValueError: nope" in capsys.readouterr().out
+
+
+def test_cli_forwards_demo_arguments(monkeypatch):
+    seen = []
+    fake = types.ModuleType("logratio.demo")
+    fake.main = lambda argv=None: seen.append(argv) or 0
+    monkeypatch.setitem(sys.modules, "logratio.demo", fake)
+    assert cli.main(["demo", "--quick", "--seed", "3", "--help"]) == 0
+    assert seen == [["--quick", "--seed", "3", "--help"]]
+    fake.main = lambda argv=None: 3
+    assert cli.main(["demo"]) == 3
+
+
+def test_cli_usage_errors(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main([])
+    assert exc.value.code == 2
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["check", "--backend", "tensorflow"])
+    assert exc.value.code == 2
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["--version"])
+    assert exc.value.code == 0 and logratio.__version__ in capsys.readouterr().out
+
+
+def test_module_entry_point_and_lazy_imports():
+    code = (
+        "import sys, logratio, logratio.cli, logratio.check, logratio.metrics\n"
+        "bad = [m for m in ('torch', 'jax', 'cupy') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "logratio", "check", "--backend", "numpy"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "numpy" in done.stdout
