@@ -14,7 +14,11 @@ solved with :func:`logratio.log_ratio_loss_and_grad`, and compared with
 
 Errors are relative: ``|loss − ref| / |ref|`` for the value, ``max|g − g_ref| / max|g_ref|``
 for gradients.  A backend fails when an error exceeds the tolerance of its dtype
-(:data:`TOLERANCES`) or when it raises.  Frameworks are imported only here, on demand.
+(:data:`TOLERANCES`), when the gradient does not come back in the embeddings' dtype, or when
+it raises.  With ``half`` dtypes (``--half``) float16 and bfloat16 inputs are checked too,
+against the reference of the rounded inputs.  JAX runs under ``jax.jit`` (one compilation
+per dtype, included in the time column) and its finite differences under ``jax.vmap``.
+Frameworks are imported only here, on demand: ``import logratio`` never imports them.
 """
 
 from __future__ import annotations
@@ -40,6 +44,11 @@ from . import _reference as ref
 #: Largest relative error accepted, per dtype: (loss value, gradient).  float32 carries
 #: about 7 digits and the logs of distances lose a few more on small problems.
 TOLERANCES = {"float32": (2e-4, 2e-3), "float64": (1e-9, 1e-8)}
+#: Half precision (``--half``): the loss is computed in float32 from the rounded inputs and
+#: the gradient comes back rounded to the half type (2⁻¹¹ for float16, 2⁻⁸ for bfloat16).
+HALF_TOLERANCES = {"float16": (2e-4, 3e-3), "bfloat16": (2e-4, 2e-2)}
+DTYPES = ("float32", "float64")
+HALF_DTYPES = ("float16", "bfloat16")
 #: Largest relative difference between the closed-form gradient and finite differences.
 FD_TOLERANCE = 1e-5
 #: Step of the central differences (float64 only).
@@ -108,20 +117,31 @@ def make_problems(seed: int = 0) -> list[CheckProblem]:
             labels = rng.normal(size=(b, 2))
         if options.pop("mask", False):
             options["mask"] = rng.random((b, b)) < 0.8
-        metric = options.get("label_metric", "euclidean")
-        dist = dl if dl is not None else ref.label_distances(labels, metric)
-        anchors = options.get("anchors")
-        loss, grad = ref.loss_and_grad(
-            f,
-            dist,
-            anchors=[anchors] if isinstance(anchors, int) else anchors,
-            mask=options.get("mask"),
-            squared=options.get("squared", True),
-            ties=options.get("ties", "include"),
-            reduction=options.get("reduction", "mean"),
-        )
-        out.append(CheckProblem(name, f, labels, dl, options, loss, grad))
+        out.append(with_reference(name, f, labels, dl, options))
     return out
+
+
+def with_reference(
+    name: str,
+    embeddings: np.ndarray,
+    labels: np.ndarray | None,
+    label_distances: np.ndarray | None,
+    options: dict[str, Any],
+) -> CheckProblem:
+    """A problem with its loss and gradient computed by the float64 loop reference."""
+    metric = options.get("label_metric", "euclidean")
+    dist = label_distances if labels is None else ref.label_distances(labels, metric)
+    anchors = options.get("anchors")
+    loss, grad = ref.loss_and_grad(
+        embeddings,
+        dist,
+        anchors=[anchors] if isinstance(anchors, int) else anchors,
+        mask=options.get("mask"),
+        squared=options.get("squared", True),
+        ties=options.get("ties", "include"),
+        reduction=options.get("reduction", "mean"),
+    )
+    return CheckProblem(name, embeddings, labels, label_distances, options, loss, grad)
 
 
 @dataclass
@@ -163,7 +183,7 @@ def _numpy_backends() -> list[Backend]:
     def asarray(x, dtype):
         return np.asarray(x, dtype=dtype) if dtype else np.asarray(x)
 
-    return [Backend("numpy", "cpu", ("float32", "float64"), asarray, np.asarray)]
+    return [Backend("numpy", "cpu", ("float32", "float64", "float16"), asarray, np.asarray)]
 
 
 def _strict_backends() -> list[Backend]:
@@ -177,12 +197,13 @@ def _strict_backends() -> list[Backend]:
 
 def _torch_backends() -> list[Backend]:
     torch = importlib.import_module("torch")
-    devices = [("cpu", ("float32", "float64"))]
+    every = (*DTYPES, *HALF_DTYPES)
+    devices = [("cpu", every)]
     if torch.cuda.is_available():
-        devices += [(f"cuda:{i}", ("float32", "float64")) for i in range(torch.cuda.device_count())]
+        devices += [(f"cuda:{i}", every) for i in range(torch.cuda.device_count())]
     mps = getattr(torch.backends, "mps", None)
     if mps is not None and mps.is_available():
-        devices.append(("mps", ("float32",)))  # MPS has no float64
+        devices.append(("mps", ("float32", *HALF_DTYPES)))  # MPS has no float64
 
     def autograd(fun, x):
         x = x.detach().requires_grad_(True)
@@ -192,7 +213,8 @@ def _torch_backends() -> list[Backend]:
         return torch.autograd.grad(out, x)[0]
 
     def to_numpy(x):
-        return x.detach().cpu().numpy()
+        x = x.detach().cpu()
+        return (x.float() if x.dtype == torch.bfloat16 else x).numpy()  # NumPy has no bfloat16
 
     out = []
     for dev, dtypes in devices:
@@ -230,7 +252,7 @@ def _jax_backends() -> list[Backend]:
             return jax.device_put(a, device)
 
         label = f"{device.platform}:{device.id}"
-        dtypes = ("float32", "float64")
+        dtypes = (*DTYPES, *HALF_DTYPES)
         out.append(
             Backend(
                 "jax", label, dtypes, asarray, np.asarray, autograd, x64,
@@ -249,7 +271,8 @@ def _cupy_backends() -> list[Backend]:
             with cp.cuda.Device(i):
                 return cp.asarray(x, dtype=dtype) if dtype else cp.asarray(x)
 
-        out.append(Backend("cupy", f"cuda:{i}", ("float32", "float64"), asarray, cp.asnumpy))
+        dtypes = ("float32", "float64", "float16")
+        out.append(Backend("cupy", f"cuda:{i}", dtypes, asarray, cp.asnumpy))
     return out
 
 
@@ -265,10 +288,12 @@ _FACTORIES: dict[str, Callable[[], list[Backend]]] = {
 def check_backend(backend: Backend, dtype: str, problems: list[CheckProblem]) -> CheckRow:
     """Compare one backend and dtype with the reference on every problem."""
     row = CheckRow(backend.name, backend.device, dtype)
-    loss_tol, grad_tol = TOLERANCES[dtype]
+    loss_tol, grad_tol = {**TOLERANCES, **HALF_TOLERANCES}[dtype]
     start = time.perf_counter()
     try:
         with backend.context():
+            if dtype in HALF_DTYPES:  # compare with the reference of the rounded inputs
+                problems = [_rounded(backend, dtype, prob) for prob in problems]
             inputs = [_inputs(backend, dtype, prob) for prob in problems]
             kwargs = [kw for _, kw in inputs]
 
@@ -341,6 +366,22 @@ def _fd_gradients(
     return out
 
 
+def _rounded(backend: Backend, dtype: str, prob: CheckProblem) -> CheckProblem:
+    """``prob`` with every input rounded to ``dtype``, and its reference answer recomputed."""
+
+    def rnd(x: np.ndarray | None) -> np.ndarray | None:
+        return None if x is None else _float64(backend.to_numpy(backend.asarray(x, dtype)))
+
+    return with_reference(
+        prob.name, rnd(prob.embeddings), rnd(prob.labels), rnd(prob.label_distances),
+        prob.options,
+    )  # fmt: skip
+
+
+def _float64(x: Any) -> np.ndarray:
+    return np.asarray(x).astype(np.float64)
+
+
 def _inputs(backend: Backend, dtype: str, prob: CheckProblem) -> tuple[Any, dict[str, Any]]:
     kwargs = dict(prob.options)
     if prob.labels is not None:
@@ -355,8 +396,8 @@ def _inputs(backend: Backend, dtype: str, prob: CheckProblem) -> tuple[Any, dict
 
 
 def _rel(value: Any, reference: Any) -> float:
-    value = np.asarray(value, dtype=np.float64)
-    reference = np.asarray(reference, dtype=np.float64)
+    value = _float64(value)
+    reference = _float64(reference)
     scale = float(np.max(np.abs(reference))) if reference.size else 0.0
     diff = float(np.max(np.abs(value - reference))) if reference.size else 0.0
     if not math.isfinite(diff):
@@ -386,9 +427,13 @@ def reference_self_check(problems: list[CheckProblem]) -> float:
 
 
 def run_check(
-    backends: tuple[str, ...] = BACKENDS, *, seed: int = 0
+    backends: tuple[str, ...] = BACKENDS, *, seed: int = 0, dtypes: tuple[str, ...] = DTYPES
 ) -> tuple[list[CheckRow], list[str]]:
-    """Check every installed backend, device and dtype; return the rows and the notes."""
+    """Check every installed backend, device and dtype; return the rows and the notes.
+
+    ``dtypes`` may add ``"float16"`` and ``"bfloat16"`` to the default float32 and float64;
+    a backend is checked in those of them it has.
+    """
     problems = make_problems(seed)
     found, notes = discover(backends)
     rows = []
@@ -398,9 +443,10 @@ def run_check(
         ref_row.failures.append(f"finite differences error {ref_row.fd_error:.1e}")
     rows.append(ref_row)
     for backend in found:
-        for dtype in ("float32", "float64"):
+        for dtype in dtypes:
             if dtype not in backend.dtypes:
-                notes.append(f"{backend.name} {backend.device}: no {dtype} on this device")
+                if dtype in DTYPES:
+                    notes.append(f"{backend.name} {backend.device}: no {dtype} on this device")
                 continue
             rows.append(check_backend(backend, dtype, problems))
     return rows, notes
@@ -456,6 +502,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="check only this backend (repeatable; default: every installed one)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the random problems")
+    parser.add_argument(
+        "--half",
+        action="store_true",
+        help="also check float16 and bfloat16 inputs, where the backend has them",
+    )
     parser.add_argument("--json", metavar="PATH", help="also write the rows to this JSON file")
 
 
@@ -463,7 +514,8 @@ def run(args: argparse.Namespace) -> int:
     """Run the check, print the table; 0 when every backend agrees, 1 otherwise."""
     backends = tuple(args.backend) if args.backend else BACKENDS
     start = time.perf_counter()
-    rows, notes = run_check(backends, seed=args.seed)
+    dtypes = (*DTYPES, *HALF_DTYPES) if args.half else DTYPES
+    rows, notes = run_check(backends, seed=args.seed, dtypes=dtypes)
     print(format_table(rows))
     for note in notes:
         print(f"note: {note}")
@@ -474,7 +526,9 @@ def run(args: argparse.Namespace) -> int:
     for r in bad:
         reasons = [r.error] if r.error else r.failures
         print(f"FAIL {r.backend} {r.device} {r.dtype}: {'; '.join(reasons)}")
-    tol = ", ".join(f"{k}: loss {a:.0e}, grad {b:.0e}" for k, (a, b) in TOLERANCES.items())
+    used = {r.dtype for r in rows}
+    tols = {**TOLERANCES, **HALF_TOLERANCES}
+    tol = ", ".join(f"{k}: loss {a:.0e}, grad {b:.0e}" for k, (a, b) in tols.items() if k in used)
     print(
         f"{len(rows) - len(bad)}/{len(rows)} rows agree with the float64 reference "
         f"(tolerances {tol}; finite differences {FD_TOLERANCE:.0e}) "

@@ -55,8 +55,8 @@ def knn_table(
       (N, k) integer index array in the labels' namespace and device; with
       ``return_distances``, the pair ``(indices, distances)``.
 
-    Cost: O(N² p) time for the distances, plus the selection (a full sort of every row,
-    O(N² log N), or for NumPy a partition, O(N²)).
+    Cost: O(N² p) time for the distances, plus the selection: O(N²) with a framework's
+    partition or top-k (NumPy, CuPy, JAX, PyTorch), a full sort otherwise (O(N² log N)).
     """
     xp, y = label_matrix(labels)
     metric = v.label_metric(label_metric)
@@ -71,13 +71,16 @@ def knn_table(
     if block_size is None:
         block_size = max(1, DEFAULT_BLOCK_ELEMENTS // max(n * y.shape[1], 1))
     cols = xp.arange(n, device=dev)
+    # a named metric of finite labels is finite and non-negative unless it overflows
+    check_distances = callable(metric) or not _cannot_overflow(xp, y)
     indices, dists = [], []
     for s in range(0, n, block_size):
         rows = y[s : min(s + block_size, n), :]
         d = direct_distances(xp, rows, y, metric)
         if not xp.isdtype(d.dtype, "real floating"):
             d = xp.astype(d, y.dtype)
-        _check_finite_nonnegative(xp, d, "label distances")
+        if check_distances:
+            _check_finite_nonnegative(xp, d, "label distances")
         ids = xp.arange(s, s + rows.shape[0], device=dev)
         d = xp.where(ids[:, None] == cols[None, :], xp.full_like(d, math.inf), d)
         idx, val = smallest_k(xp, d, k)
@@ -92,28 +95,45 @@ def knn_table(
 def smallest_k(xp: Namespace, d: Array, k: int) -> tuple[Array, Array]:
     """Column indices and values of the ``k`` smallest entries of every row of ``d``.
 
-    Sorted by increasing value, equal values by increasing column index (a stable sort).
-    ``d`` must hold no NaN.  NumPy uses a partition (O(r·N)) instead of a full sort.
+    Sorted by increasing value, equal values by increasing column index: exactly the first
+    ``k`` columns of a stable ``argsort``.  ``d`` must hold no NaN.
+
+    When the framework has a selection primitive (NumPy / CuPy ``partition``, JAX
+    ``jnp.partition``, PyTorch ``topk``) and ``k`` is small, the ``k``-th smallest value
+    ``t`` of each row is found first in O(N): every entry below ``t`` is kept, then the
+    entries equal to ``t`` in column order until there are ``k``; only those ``k`` are
+    sorted.  Otherwise each row is sorted in full, O(N log N).
     """
-    n = d.shape[1]
-    if array_api_compat.is_numpy_namespace(xp) and 0 < k < n // 4:
-        return _numpy_smallest_k(np.asarray(d), k)
-    order = xp.argsort(d, axis=1, stable=True)[:, :k]
-    return order, take_rows(xp, d, order)
-
-
-def _numpy_smallest_k(d: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`smallest_k` by partition: same result, O(r·N) instead of O(r·N log N)."""
-    kth = np.partition(d, k - 1, axis=1)[:, k - 1 : k]
+    r, n = d.shape
+    kth = _kth_smallest(xp, d, k) if 0 < k <= n // 4 else None
+    if kth is None:
+        order = xp.argsort(d, axis=1, stable=True)[:, :k]
+        return order, take_rows(xp, d, order)
     below = d < kth
-    at = d == kth
-    # every entry below the k-th value, then the first of the tied ones, in index order
-    need = k - np.sum(below, axis=1, keepdims=True)
-    chosen = below | (at & (np.cumsum(at, axis=1) <= need))
-    cols = np.nonzero(chosen)[1].reshape(d.shape[0], k)  # increasing column per row
-    vals = np.take_along_axis(d, cols, axis=1)
-    order = np.argsort(vals, axis=1, kind="stable")
-    return np.take_along_axis(cols, order, axis=1), np.take_along_axis(vals, order, axis=1)
+    chosen = d <= kth
+    extra = xp.sum(xp.astype(chosen, xp.int32), axis=1) - k  # tied entries beyond the k-th
+    if bool(xp.any(extra > 0)):
+        at = xp.astype(d == kth, xp.int32)
+        need = k - xp.sum(xp.astype(below, xp.int32), axis=1, keepdims=True)
+        chosen = below | ((at > 0) & (xp.cumulative_sum(at, axis=1) <= need))
+    cols = xp.reshape(xp.nonzero(chosen)[1], (r, k))  # increasing column within each row
+    vals = take_rows(xp, d, cols)
+    order = xp.argsort(vals, axis=1, stable=True)
+    return take_rows(xp, cols, order), take_rows(xp, vals, order)
+
+
+def _kth_smallest(xp: Namespace, d: Array, k: int) -> Array | None:
+    """(r, 1) ``k``-th smallest value of each row by the framework's selection, if it has one."""
+    if array_api_compat.is_torch_array(d):
+        values = d.topk(k, dim=1, largest=False, sorted=False).values
+        return xp.max(values, axis=1, keepdims=True)
+    if array_api_compat.is_numpy_array(d) or array_api_compat.is_cupy_array(d):
+        part = d.copy()
+        part.partition(k - 1, axis=1)  # in place, O(N) per row
+        return part[:, k - 1 : k]
+    if array_api_compat.is_jax_array(d) and hasattr(xp, "partition"):
+        return xp.partition(d, k - 1, axis=1)[:, k - 1 : k]
+    return None
 
 
 def take_rows(xp: Namespace, x: Array, idx: Array) -> Array:
@@ -145,6 +165,14 @@ def label_matrix(labels: Any) -> tuple[Namespace, Array]:
         y = xp.astype(y, xp.float64)
     _check_finite_nonnegative(xp, y, "labels", nonnegative=False)
     return xp, y
+
+
+def _cannot_overflow(xp: Namespace, y: Array) -> bool:
+    """Whether every built-in label distance of ``y`` (N, p) is surely finite."""
+    if y.shape[0] == 0:
+        return True
+    big = float(xp.max(xp.abs(y)))
+    return 2 * big < math.sqrt(float(xp.finfo(y.dtype).max) / (4 * y.shape[1]))
 
 
 def _check_k(k: Any, n: int) -> int:

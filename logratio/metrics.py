@@ -248,26 +248,23 @@ def _label_block(s: _Inputs, start: int, r: int) -> Array:
 
 
 def _spearman_rows(xp: Namespace, emb: Array, lab: Array, own: Array | None) -> Array:
-    """Per-row Spearman ρ of ``emb`` and ``lab`` (r, N), leaving out ``own`` entries."""
-    n = emb.shape[1]
-    if own is not None:  # own item: smallest in both, then left out of the sums
-        low = xp.full_like(emb, -math.inf)
-        emb, lab = xp.where(own, low, emb), xp.where(own, low, lab)
-        weight = xp.astype(~own, emb.dtype)
-        count = n - 1
-    else:
-        weight = None
-        count = n
-    rank_e = average_ranks(xp, emb)
-    rank_l = average_ranks(xp, lab)
-    centred = []
-    for rank in (rank_e, rank_l):
-        if weight is not None:
-            mean = xp.sum(rank * weight, axis=1) / max(count, 1)
-            centred.append((rank - mean[:, None]) * weight)
-        else:
-            centred.append(rank - xp.mean(rank, axis=1)[:, None])
-    ce, cl = centred
+    """Per-row Spearman ρ of ``emb`` and ``lab`` (r, N), leaving out ``own`` entries.
+
+    Both are taken in the order of increasing ``emb``: the embedding ranks are then read off
+    the sorted row directly, and only the label ranks need a sort of their own.  The own
+    item, set to −∞, sorts first in every row and is dropped.
+    """
+    if own is not None:
+        emb = xp.where(own, xp.full_like(emb, -math.inf), emb)
+    order = xp.argsort(emb, axis=1, stable=False)
+    emb_sorted = take_rows(xp, emb, order)
+    lab_sorted = take_rows(xp, lab, order)
+    if own is not None:
+        emb_sorted, lab_sorted = emb_sorted[:, 1:], lab_sorted[:, 1:]
+    rank_e = _sorted_average_ranks(xp, emb_sorted)
+    rank_l = average_ranks(xp, lab_sorted)
+    ce = rank_e - xp.mean(rank_e, axis=1)[:, None]
+    cl = rank_l - xp.mean(rank_l, axis=1)[:, None]
     cov = xp.sum(ce * cl, axis=1)
     var_e = xp.sum(ce * ce, axis=1)
     var_l = xp.sum(cl * cl, axis=1)
@@ -280,26 +277,50 @@ def _spearman_rows(xp: Namespace, emb: Array, lab: Array, own: Array | None) -> 
 def average_ranks(xp: Namespace, x: Array) -> Array:
     """0-based ranks of every row of ``x`` (r, N); tied values share their average rank.
 
-    Sorts each row (O(N log N)); a tie group spanning sorted positions ``[i, j)`` gets
-    ``(i + j − 1) / 2``.  The groups are found with one ``searchsorted`` over the block.
+    A sort of each row (O(N log N)) and its inverse permutation; see
+    :func:`_sorted_average_ranks` for the ties.
     """
     r, n = x.shape
-    dev = array_api_compat.device(x)
     if r == 0 or n == 0:
         return xp.zeros_like(x)
-    order = xp.argsort(x, axis=1, stable=True)
-    xs = take_rows(xp, x, order)
+    order = xp.argsort(x, axis=1, stable=False)
+    ranks = _sorted_average_ranks(xp, take_rows(xp, x, order))
+    return take_rows(xp, ranks, xp.argsort(order, axis=1, stable=False))
+
+
+def _sorted_average_ranks(xp: Namespace, xs: Array) -> Array:
+    """Average 0-based ranks of rows sorted in increasing order: O(r·N).
+
+    A run of equal values at sorted positions ``[i, j)`` gets ``(i + j − 1) / 2``.  The runs
+    of the whole block are numbered in one pass (each row starts a new run), and each
+    position looks up its run's start and end.
+    """
+    r, n = xs.shape
+    if r == 0 or n == 0:
+        return xp.zeros_like(xs)
+    dev = array_api_compat.device(xs)
     first = xp.ones((r, 1), dtype=xp.bool, device=dev)
-    new_group = xp.concat([first, xs[:, 1:] != xs[:, :-1]], axis=1)
-    row_start = xp.arange(r, dtype=order.dtype, device=dev)[:, None] * n
-    group = xp.cumulative_sum(xp.astype(new_group, order.dtype), axis=1) + row_start
-    flat = xp.reshape(group, (-1,))  # non-decreasing over the block
-    lo = xp.reshape(xp.searchsorted(flat, flat, side="left"), (r, n))
-    hi = xp.reshape(xp.searchsorted(flat, flat, side="right"), (r, n))
-    lo = xp.astype(lo, order.dtype) - row_start
-    hi = xp.astype(hi, order.dtype) - row_start
-    rank_sorted = xp.astype(lo + hi - 1, x.dtype) / 2
-    return take_rows(xp, rank_sorted, xp.argsort(order, axis=1))
+    new_run = xp.reshape(xp.concat([first, xs[:, 1:] != xs[:, :-1]], axis=1), (-1,))
+    if _concrete(xp, xp.all(new_run)):  # no ties: the ranks are 0, 1, …, N − 1
+        ranks = xp.astype(xp.arange(n, device=dev), xs.dtype)
+        return xp.broadcast_to(ranks[None, :], (r, n))
+    starts = xp.nonzero(new_run)[0]  # flat position of each run's first element
+    run = xp.cumulative_sum(xp.astype(new_run, starts.dtype)) - 1
+    ends = xp.concat([starts[1:], xp.asarray([r * n], dtype=starts.dtype, device=dev)])
+    offset = xp.reshape(
+        xp.broadcast_to(xp.arange(r, dtype=starts.dtype, device=dev)[:, None] * n, (r, n)), (-1,)
+    )
+    lo = xp.take(starts, run) - offset
+    hi = xp.take(ends, run) - offset
+    return xp.reshape(xp.astype(lo + hi - 1, xs.dtype) / 2, (r, n))
+
+
+def _concrete(xp: Namespace, flag: Array) -> bool:
+    """``bool(flag)``, or ``False`` when the value is traced and cannot be read."""
+    try:
+        return bool(flag)
+    except TypeError:
+        return False
 
 
 def _inputs(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -93,6 +94,16 @@ def test_numpy_and_strict_rows_pass():
     assert rows[2].grad_error < 1e-12 and rows[1].grad_error < 1e-4
     table = check.format_table(rows)
     assert "numpy" in table and "grad err" in table and "FAIL" not in table
+
+
+def test_half_precision_rows():
+    names = ("numpy", "torch") if importlib.util.find_spec("torch") else ("numpy",)
+    rows, _ = check.run_check(names, dtypes=check.HALF_DTYPES)
+    assert {(r.backend, r.dtype) for r in rows[1:]} >= {("numpy", "float16")}
+    for r in rows:
+        assert r.ok, (r.backend, r.dtype, r.error, r.failures)
+    for r in rows[1:]:  # the gradient is rounded to the half type, the loss is float32
+        assert 0 < r.grad_error and r.loss_error < 1e-5
 
 
 def test_a_wrong_gradient_is_caught(monkeypatch):
