@@ -7,30 +7,35 @@
 * :mod:`logratio.backends.cupy`: the core on the input's GPU (CuPy has no autodiff).
 
 :func:`adapter_for` picks the adapter of an array without importing any framework that the
-caller has not imported already (``array_api_compat.is_*_array`` look at ``sys.modules``).
-Arrays of other namespaces (NumPy, array-api-strict, …) use the core directly.
+caller has not imported already: like ``array_api_compat.is_torch_array`` and its siblings,
+it looks the framework up in ``sys.modules``, but with a plain ``isinstance`` that
+``torch.compile`` traces without a graph break.  Arrays of other namespaces (NumPy,
+array-api-strict, …) use the core directly.
 """
 
 from __future__ import annotations
 
 import importlib
+import sys
 from types import ModuleType
 from typing import Any
 
-import array_api_compat
-
 __all__ = ["adapter_for"]
 
+#: (framework module, array class, adapter module name)
 _ADAPTERS = (
-    (array_api_compat.is_torch_array, "torch"),
-    (array_api_compat.is_jax_array, "jax"),
-    (array_api_compat.is_cupy_array, "cupy"),
+    ("torch", "Tensor", "torch"),
+    ("jax", "Array", "jax"),  # tracers are jax.Array instances too
+    ("cupy", "ndarray", "cupy"),
 )
 
 
 def adapter_for(array: Any) -> ModuleType | None:
     """The adapter module for ``array``'s framework, or None when the core serves it."""
-    for is_kind, name in _ADAPTERS:
-        if is_kind(array):
-            return importlib.import_module(f"{__name__}.{name}")
+    for framework, cls, name in _ADAPTERS:
+        module = sys.modules.get(framework)
+        if module is not None and isinstance(array, getattr(module, cls)):
+            qualified = f"{__name__}.{name}"
+            adapter = sys.modules.get(qualified)
+            return adapter if adapter is not None else importlib.import_module(qualified)
     return None

@@ -25,6 +25,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from .. import _validation as v
 from .. import loss as _core
 
 __all__ = ["log_ratio_loss", "log_ratio_loss_and_grad"]
@@ -39,35 +40,56 @@ class _Options(NamedTuple):
     ties: str = "include"
     reduction: str = "mean"
     block_size: int | None = None
-    anchor: int | None = None  # a Python int anchor; array anchors are arguments
 
 
 def _problem(opts: _Options, embeddings, labels, label_distances, anchors, mask) -> _core.Problem:
     return _core.prepare(
-        embeddings, labels, label_distances=label_distances,
-        anchors=opts.anchor if anchors is None else anchors, mask=mask, squared=opts.squared,
-        label_metric=opts.label_metric, eps=opts.eps, ties=opts.ties, reduction=opts.reduction,
-        block_size=opts.block_size,
+        embeddings, labels, label_distances=label_distances, anchors=anchors, mask=mask,
+        squared=opts.squared, label_metric=opts.label_metric, eps=opts.eps, ties=opts.ties,
+        reduction=opts.reduction, block_size=opts.block_size,
     )  # fmt: skip
+
+
+def _full_precision():
+    """Float32 matrix products in full precision (the Gram trick of the distances needs it;
+    on GPUs JAX's default would use TF32 or bfloat16 passes)."""
+    return jax.default_matmul_precision("highest")
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
 def _loss(opts: _Options, embeddings, labels, label_distances, anchors, mask):
-    p = _problem(opts, embeddings, labels, label_distances, anchors, mask)
-    row_loss, row_count, _ = _core.evaluate(p)
-    return _core.reduce_loss(p, row_loss, row_count)[0]
+    with _full_precision():
+        p = _problem(opts, embeddings, labels, label_distances, anchors, mask)
+        row_loss, row_count, _ = _core.evaluate(p)
+        return _core.reduce_loss(p, row_loss, row_count)[0]
 
 
 @_loss.defjvp
 def _loss_jvp(opts: _Options, primals, tangents):
-    p = _problem(opts, *primals)
     t = tangents[0]
-    if opts.reduction == "none":
-        row_loss, _, row_tangent = _core.evaluate_jvp(p, t)
-        return row_loss, row_tangent
-    row_loss, row_count, grad = _core.evaluate(p, want_grad=True)
-    loss, scale = _core.reduce_loss(p, row_loss, row_count)
-    return loss, jnp.sum(grad * t.astype(grad.dtype)) * scale
+    with _full_precision():
+        p = _problem(opts, *primals)
+        if opts.reduction == "none":
+            row_loss, _, row_tangent = _core.evaluate_jvp(p, t)
+            return row_loss, row_tangent
+        row_loss, row_count, grad = _core.evaluate(p, want_grad=True)
+        loss, scale = _core.reduce_loss(p, row_loss, row_count)
+        return loss, jnp.sum(grad * t.astype(grad.dtype)) * scale
+
+
+def _loss_and_grad(opts: _Options, embeddings, labels, label_distances, anchors, mask):
+    with _full_precision():
+        p = _problem(opts, embeddings, labels, label_distances, anchors, mask)
+        row_loss, row_count, grad = _core.evaluate(p, want_grad=True)
+        loss, scale = _core.reduce_loss(p, row_loss, row_count)
+        return loss, (grad * scale).astype(embeddings.dtype)
+
+
+# Compiled once per (options, shapes, dtypes): an eager call then costs one XLA computation,
+# not one dispatch (and, for each new shape, one compilation) per operation of the core.
+# Inside a caller's jax.jit they are inlined.
+_loss_jit = jax.jit(_loss, static_argnums=0)
+_loss_and_grad_jit = jax.jit(_loss_and_grad, static_argnums=0)
 
 
 def _asarray(x: Any, name: str) -> Any:
@@ -80,14 +102,17 @@ def _asarray(x: Any, name: str) -> Any:
         raise TypeError(f"{name} could not be converted to a JAX array: {err}") from err
 
 
-def _arguments(labels, label_distances, anchors, mask, options) -> tuple[_Options, tuple]:
-    unknown = set(options) - set(_Options._fields[:-1])
+def _arguments(embeddings, labels, label_distances, anchors, mask, options):
+    """Static options and array arguments; value checks run here when values are concrete.
+
+    Inside the compiled function the core cannot read values, so the checks that need them
+    (non-negative label distances, anchors in range) run first, and a boolean ``anchors``
+    mask becomes an index array (which needs concrete values: pass indices under jit).
+    """
+    unknown = set(options) - set(_Options._fields)
     if unknown:
         raise TypeError(f"unexpected keyword argument(s): {', '.join(sorted(unknown))}")
-    anchor = None
-    if isinstance(anchors, int):  # bool too: the core rejects it with a clear message
-        anchor, anchors = anchors, None
-    opts = _Options(**options, anchor=anchor)
+    opts = _Options(**options)
     try:
         hash(opts)
     except TypeError:
@@ -95,10 +120,16 @@ def _arguments(labels, label_distances, anchors, mask, options) -> tuple[_Option
             "options (squared, label_metric, eps, ties, reduction, block_size) must be "
             f"hashable Python values under JAX; got {options!r}"
         ) from None
+    xp = v.namespace(embeddings, name="embeddings")
+    v.embeddings_2d(xp, embeddings)
+    batch = embeddings.shape[0]
+    label_distances = _asarray(label_distances, "label_distances")
+    if label_distances is not None and not isinstance(label_distances, jax.core.Tracer):
+        v.label_distances_for(xp, label_distances, batch, embeddings, label_distances.dtype)
     arrays = (
         jax.lax.stop_gradient(_asarray(labels, "labels")),
-        jax.lax.stop_gradient(_asarray(label_distances, "label_distances")),
-        _asarray(anchors, "anchors"),
+        jax.lax.stop_gradient(label_distances),
+        v.anchors_for(xp, _asarray(anchors, "anchors"), batch, embeddings),
         _asarray(mask, "mask"),
     )
     return opts, arrays
@@ -119,8 +150,8 @@ def log_ratio_loss(
     ``jax.jit`` (options static) and ``jax.vmap``.  A boolean ``anchors`` mask needs concrete
     values (outside ``jit``); pass index arrays under ``jit``.
     """
-    opts, arrays = _arguments(labels, label_distances, anchors, mask, options)
-    return _loss(opts, embeddings, *arrays)
+    opts, arrays = _arguments(embeddings, labels, label_distances, anchors, mask, options)
+    return _loss_jit(opts, embeddings, *arrays)
 
 
 def log_ratio_loss_and_grad(
@@ -137,10 +168,5 @@ def log_ratio_loss_and_grad(
     Equal to ``jax.value_and_grad(log_ratio_loss)`` for the reduced losses; works under
     ``jax.jit`` and ``jax.vmap``.
     """
-    opts, arrays = _arguments(labels, label_distances, anchors, mask, options)
-    labels, label_distances, anchors, mask = arrays
-    return _core.log_ratio_loss_and_grad(
-        embeddings, labels, label_distances=label_distances,
-        anchors=opts.anchor if anchors is None else anchors, mask=mask,
-        **{k: getattr(opts, k) for k in _Options._fields[:-1]},
-    )  # fmt: skip
+    opts, arrays = _arguments(embeddings, labels, label_distances, anchors, mask, options)
+    return _loss_and_grad_jit(opts, embeddings, *arrays)

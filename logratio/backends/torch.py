@@ -131,7 +131,7 @@ class _LogRatioLossFn(torch.autograd.Function):
         ctx.mark_non_differentiable(grad)
         ctx.options = options
         ctx.out_dtype = embeddings.dtype
-        ctx.grad_saved = want_grad and options.reduction != "none"
+        ctx.grad_saved = want_grad
         if ctx.grad_saved:
             ctx.save_for_backward(grad)
         else:
@@ -237,7 +237,8 @@ def log_ratio_loss(
     ``ties``, ``reduction``, ``block_size``, as in the core.
     """
     tensors, opts = _arguments(embeddings, labels, label_distances, anchors, mask, options)
-    want_grad = torch.is_grad_enabled() and embeddings.requires_grad
+    # the gradient of reduction="none" depends on the upstream vector: the backward computes it
+    want_grad = torch.is_grad_enabled() and embeddings.requires_grad and opts.reduction != "none"
     loss, _ = _LogRatioLossFn.apply(embeddings, *tensors, opts, want_grad)
     return loss
 

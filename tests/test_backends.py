@@ -1,0 +1,502 @@
+"""One set of test bodies for every array backend: NumPy, array-api-strict, PyTorch, JAX, CuPy.
+
+The ``xp`` fixture yields a :class:`Backend`; a backend whose package is missing (or, for
+CuPy, a machine without a CUDA device) is skipped with the reason.  Every test converts
+float64 NumPy problems from :mod:`strategies` to the backend, calls the public
+``logratio.log_ratio_loss`` / ``log_ratio_loss_and_grad`` and compares with the float64
+reference loops of :mod:`reference` (or, for batches above ``REFERENCE_MAX_BATCH``, where the
+loops take seconds, with the core's own float64 NumPy result, itself checked against the loops
+by the core suite).
+
+Tolerances, per dtype, relative to the quantity's own scale (see ``strategies.Expected``):
+
+* loss: an error ``rtol`` per log-distance, ``LOSS_RTOL`` = 1e-11 (float64), 2e-4 (float32);
+* gradient: ``GRAD_RTOL`` × the largest reference component, 1e-9 (float64), 2e-3 (float32);
+* half precision (computed in float32, gradient rounded to the input dtype): the float32
+  tolerances plus the rounding of the output, 2⁻¹¹ (float16) or 2⁻⁸ (bfloat16) relative.
+
+float32 problems sit on the coarse grid of :mod:`strategies`, where float32 resolves every
+distance: a disagreement is then a bug, not a rounding artefact.  JAX compiles the loss once
+per shape and option set (about a second on a CPU), so JAX runs fewer examples
+(``Backend.cost``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import array_api_compat
+import numpy as np
+import pytest
+import reference
+import strategies as S
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+import logratio
+from logratio import loss as core
+
+BACKENDS = ("numpy", "array_api_strict", "torch", "jax", "cupy")
+LOSS_RTOL = {"float64": 1e-11, "float32": 2e-4}
+GRAD_RTOL = {"float64": 1e-9, "float32": 2e-3}
+HALF_ROUNDING = {"float16": 2.0**-11, "bfloat16": 2.0**-8}
+HALF_MAX = {"float16": 65504.0, "bfloat16": 3.38e38}
+#: Largest batch compared with the reference loops (O(B³) Python, about 0.1 s at B = 20).
+REFERENCE_MAX_BATCH = 20
+
+
+# --------------------------------------------------------------------------- backends
+
+
+@dataclass(frozen=True)
+class Backend:
+    """How a test reaches one array library."""
+
+    name: str
+    dtypes: dict[str, Any]  # dtype name -> the library's dtype, for those it has
+    from_numpy: Callable[[np.ndarray, Any], Any]  # (array, dtype or None) -> native array
+    to_numpy: Callable[[Any], np.ndarray]
+    is_native: Callable[[Any], bool]
+    #: autodiff ``(scalar function of the embeddings, embeddings) -> gradient``, if any
+    grad: Callable[[Callable[[Any], Any], Any], Any] | None = None
+    context: Callable[[], Any] = contextlib.nullcontext
+    cost: int = 1  # examples run: the profile's max_examples // cost
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def dtype(self, name: str) -> Any:
+        if name not in self.dtypes:
+            pytest.skip(f"{self.name} has no {name}")
+        return self.dtypes[name]
+
+    def asarray(self, x: np.ndarray, dtype_name: str | None = None) -> Any:
+        return self.from_numpy(
+            np.asarray(x), None if dtype_name is None else self.dtypes[dtype_name]
+        )
+
+
+def _numpy() -> Backend:
+    return Backend(
+        name="numpy",
+        dtypes={"float64": np.float64, "float32": np.float32, "float16": np.float16},
+        from_numpy=lambda x, dt: x.astype(dt) if dt is not None else x,
+        to_numpy=lambda x: np.asarray(x),
+        is_native=lambda x: isinstance(x, (np.ndarray, np.generic)),
+    )
+
+
+def _array_api_strict() -> Backend:
+    xs = pytest.importorskip("array_api_strict", reason="array-api-strict is not installed")
+    return Backend(
+        name="array_api_strict",
+        dtypes={"float64": xs.float64, "float32": xs.float32},
+        from_numpy=lambda x, dt: xs.asarray(x, dtype=dt),
+        to_numpy=lambda x: np.asarray(x),
+        is_native=lambda x: isinstance(x, xs.Array) if hasattr(xs, "Array") else True,
+    )
+
+
+def _torch() -> Backend:
+    torch = pytest.importorskip("torch", reason="PyTorch is not installed")
+
+    def from_numpy(x, dt):
+        t = torch.as_tensor(np.ascontiguousarray(x))
+        return t.to(dt) if dt is not None else t
+
+    def to_numpy(x):
+        x = x.detach().cpu()
+        return (x.float() if x.dtype in (torch.float16, torch.bfloat16) else x).numpy()
+
+    def grad(fn, x):
+        x = x.detach().clone().requires_grad_(True)
+        fn(x).backward()
+        return x.grad
+
+    return Backend(
+        name="torch",
+        dtypes={
+            "float64": torch.float64,
+            "float32": torch.float32,
+            "float16": torch.float16,
+            "bfloat16": torch.bfloat16,
+        },
+        from_numpy=from_numpy,
+        to_numpy=to_numpy,
+        is_native=lambda x: isinstance(x, torch.Tensor),
+        grad=grad,
+    )
+
+
+def _jax() -> Backend:
+    jax = pytest.importorskip("jax", reason="JAX is not installed")
+    jnp = jax.numpy
+    return Backend(
+        name="jax",
+        dtypes={
+            "float64": jnp.float64,
+            "float32": jnp.float32,
+            "float16": jnp.float16,
+            "bfloat16": jnp.bfloat16,
+        },
+        from_numpy=lambda x, dt: jnp.asarray(x, dtype=dt),
+        to_numpy=lambda x: (
+            np.asarray(x).astype(np.float64) if x.dtype == jnp.bfloat16 else np.asarray(x)
+        ),
+        is_native=lambda x: isinstance(x, jax.Array),
+        grad=lambda fn, x: jax.grad(fn)(x),
+        context=lambda: jax.enable_x64(True),
+        cost=6,
+        extra={"jit": jax.jit},
+    )
+
+
+def _cupy() -> Backend:
+    cp = pytest.importorskip("cupy", reason="CuPy is not installed")
+    try:
+        count = cp.cuda.runtime.getDeviceCount()
+    except Exception as err:  # no driver, no runtime
+        pytest.skip(f"CuPy has no CUDA device: {err}")
+    if count == 0:
+        pytest.skip("CuPy has no CUDA device")
+    return Backend(
+        name="cupy",
+        dtypes={"float64": cp.float64, "float32": cp.float32, "float16": cp.float16},
+        from_numpy=lambda x, dt: cp.asarray(x, dtype=dt),
+        to_numpy=lambda x: cp.asnumpy(x),
+        is_native=lambda x: isinstance(x, cp.ndarray),
+    )
+
+
+_FACTORIES = {
+    "numpy": _numpy,
+    "array_api_strict": _array_api_strict,
+    "torch": _torch,
+    "jax": _jax,
+    "cupy": _cupy,
+}
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def xp(request) -> Backend:
+    """The backend under test (skipped when its package or device is missing)."""
+    return _FACTORIES[request.param]()
+
+
+def examples(backend: Backend) -> settings:
+    """The loaded Hypothesis profile, with fewer examples for slow-to-compile backends."""
+    base = settings()
+    return settings(base, max_examples=max(3, base.max_examples // backend.cost))
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def converter(backend: Backend, how: str) -> Callable[[np.ndarray], Any]:
+    """How labels, label distances, anchors and masks reach the loss: as the backend's arrays,
+    as NumPy arrays or as (nested) lists; the loss moves them to the embeddings' namespace."""
+    if how == "native":
+        return backend.asarray
+    if how == "list":
+        return lambda a: a.tolist()
+    return lambda a: a
+
+
+def expected_values(backend: Backend, case: S.LossCase, f: np.ndarray) -> S.Expected:
+    """Reference values of ``case`` at embeddings ``f`` (float64)."""
+    f = np.asarray(f, dtype=np.float64)
+    if case.batch <= REFERENCE_MAX_BATCH or backend.name == "numpy":
+        return S.expected(case, f, gradient=True)
+    kw = case.replace(reduction="none").loss_kwargs()
+    p = core.prepare(f, **kw)
+    per_anchor, counts, grad = core.evaluate(p, want_grad=True)
+    return S.Expected(
+        per_anchor=np.asarray(per_anchor),
+        counts=np.asarray(counts),
+        gradient_sum=np.asarray(grad),
+        batch=case.batch,
+    )
+
+
+def check_loss(got: np.ndarray, exp: S.Expected, reduction: str, rtol: float) -> None:
+    want = exp.loss(reduction)
+    got = np.asarray(got, dtype=np.float64)
+    assert got.shape == np.shape(want)
+    assert np.all(np.isfinite(got))
+    err = np.abs(got - want)
+    tol = exp.loss_tolerance(reduction, rtol)
+    assert np.all(err <= tol), f"{reduction}: got {got}, want {want}, error {err} > {tol}"
+
+
+def check_gradient(got: np.ndarray, want: np.ndarray, rtol: float) -> None:
+    """``got`` within ``rtol`` of ``want``, relative to the largest component of ``want``."""
+    got = np.asarray(got, dtype=np.float64)
+    assert got.shape == want.shape
+    assert np.all(np.isfinite(got))
+    scale = np.max(np.abs(want), initial=0.0)
+    np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * scale + 1e-300)
+
+
+def check_native(backend: Backend, out: Any, like: Any, dtype: Any) -> None:
+    """``out`` is the backend's array, on ``like``'s device, of ``dtype``."""
+    assert backend.is_native(out), type(out)
+    assert out.dtype == dtype
+    assert array_api_compat.device(out) == array_api_compat.device(like)
+
+
+def anchor_rows(case: S.LossCase) -> list[int]:
+    """The anchors' row indices, in output order (every row when anchors is None)."""
+    rows = case.anchor_list()
+    return list(range(case.batch)) if rows is None else rows
+
+
+def unreduced(backend: Backend, case: S.LossCase, f: Any):
+    """Per-anchor losses and the gradient of their sum, as float64 NumPy arrays."""
+    kw = case.replace(reduction="none").loss_kwargs(convert=backend.asarray)
+    loss, grad = logratio.log_ratio_loss_and_grad(f, **kw)
+    return backend.to_numpy(loss).astype(np.float64), backend.to_numpy(grad).astype(np.float64)
+
+
+# --------------------------------------------------------------------------- tests
+
+DTYPES = pytest.mark.parametrize("dtype", ["float64", "float32"])
+
+
+def float_cases(dtype: str, **kw: Any) -> st.SearchStrategy[S.LossCase]:
+    """Fine-grid problems up to 40 rows in float64; the coarse grid up to 12 rows in float32."""
+    if dtype == "float32":
+        kw.setdefault("max_batch", 12)
+        return S.loss_cases(coarse=True, **kw)
+    return S.loss_cases(**kw)
+
+
+@DTYPES
+def test_value_and_gradient_match_reference(xp, dtype):
+    """Every reduction, label source, anchors form and mask; outputs native, on the input's
+    device, loss in the compute dtype and gradient in the input dtype; gradient rows sum to
+    zero (translation invariance); log_ratio_loss equals the loss of log_ratio_loss_and_grad."""
+    native = xp.dtype(dtype)
+
+    @examples(xp)
+    @given(data=st.data())
+    def run(data):
+        case = data.draw(float_cases(dtype), label="case")
+        how = data.draw(st.sampled_from(["native", "numpy", "list"]), label="aux as")
+        f64 = case.embeddings.astype(np.dtype(dtype)).astype(np.float64)
+        exp = expected_values(xp, case, f64)
+        with xp.context():
+            f = xp.asarray(f64, dtype)
+            for reduction in S.REDUCTIONS:
+                kw = case.replace(reduction=reduction).loss_kwargs(convert=converter(xp, how))
+                loss, grad = logratio.log_ratio_loss_and_grad(f, **kw)
+                check_native(xp, loss, f, native)
+                check_native(xp, grad, f, native)
+                check_loss(xp.to_numpy(loss), exp, reduction, LOSS_RTOL[dtype])
+                g = xp.to_numpy(grad).astype(np.float64)
+                check_gradient(g, exp.gradient(reduction), GRAD_RTOL[dtype])
+                total = np.abs(np.sum(g, axis=0))
+                bound = (1e-12 if dtype == "float64" else 1e-5) * np.sum(np.abs(g), axis=0)
+                assert np.all(total <= bound + 1e-300), (total, bound)
+            reduction = data.draw(st.sampled_from(S.REDUCTIONS), label="reduction")
+            kw = case.replace(reduction=reduction).loss_kwargs(convert=converter(xp, how))
+            alone = logratio.log_ratio_loss(f, **kw)
+            check_native(xp, alone, f, native)
+            with_grad = logratio.log_ratio_loss_and_grad(f, **kw)[0]
+            np.testing.assert_allclose(
+                xp.to_numpy(alone), xp.to_numpy(with_grad), rtol=1e-12, atol=1e-300
+            )
+
+    run()
+
+
+def _grid_step(f: np.ndarray) -> float:
+    """The largest power of two dividing every entry of ``f`` (the strategies' grid step)."""
+    nonzero = np.abs(f[f != 0])
+    if nonzero.size == 0:
+        return 1.0
+    k = int(np.floor(np.log2(np.max(nonzero))))
+    while not np.all(np.mod(nonzero, 2.0**k) == 0):
+        k -= 1
+    return 2.0**k
+
+
+@DTYPES
+def test_translation_invariance(xp, dtype):
+    """Shifting every embedding by the same vector (up to 2¹⁸ grid steps, exact in float32)
+    changes neither the per-anchor losses nor the gradient (DESIGN.md §1.3: no Gram trick on
+    uncentred data)."""
+
+    @examples(xp)
+    @given(data=st.data())
+    def run(data):
+        case = data.draw(float_cases(dtype, max_batch=24 if dtype == "float64" else 12))
+        f = case.embeddings
+        step = _grid_step(f)
+        ints = st.integers(-(2**12), 2**12)
+        shift = data.draw(S.hnp.arrays(np.int64, (case.dim,), elements=ints), label="shift")
+        shift = shift * step * 2.0 ** data.draw(st.integers(0, 6), label="log2 factor")
+        with xp.context():
+            loss, grad = unreduced(xp, case, xp.asarray(f, dtype))
+            moved_loss, moved_grad = unreduced(xp, case, xp.asarray(f + shift, dtype))
+        rtol = LOSS_RTOL[dtype]
+        assert np.all(np.abs(moved_loss - loss) <= 4 * rtol * (np.abs(loss) + case.batch**2))
+        check_gradient(moved_grad, grad, GRAD_RTOL[dtype])
+
+    run()
+
+
+@DTYPES
+def test_permutation_equivariance(xp, dtype):
+    """Reordering the rows (embeddings, labels, label distances, mask; anchors follow their
+    rows) permutes the per-anchor losses and the gradient rows."""
+
+    @examples(xp)
+    @given(data=st.data())
+    def run(data):
+        case = data.draw(float_cases(dtype, max_batch=24 if dtype == "float64" else 12))
+        perm = np.array(data.draw(st.permutations(range(case.batch)), label="perm"), dtype=int)
+        moved = case.permuted(perm)
+        with xp.context():
+            loss, grad = unreduced(xp, case, xp.asarray(case.embeddings, dtype))
+            moved_loss, moved_grad = unreduced(xp, moved, xp.asarray(moved.embeddings, dtype))
+        if case.anchors is None or np.asarray(case.anchors).dtype == np.bool_:
+            # one output per anchor row, in row order: new row k is old row perm[k]
+            old_rows, new_rows = anchor_rows(case), anchor_rows(moved)
+            loss = loss[[old_rows.index(perm[k]) for k in new_rows]]
+        rtol = LOSS_RTOL[dtype]
+        assert moved_loss.shape == loss.shape
+        assert np.all(np.abs(moved_loss - loss) <= 4 * rtol * (np.abs(loss) + case.batch**2))
+        check_gradient(moved_grad, grad[perm], GRAD_RTOL[dtype])
+
+    run()
+
+
+@DTYPES
+def test_autodiff_matches_closed_form(xp, dtype):
+    """The framework's own autodiff of log_ratio_loss (its registered rule) equals
+    log_ratio_loss_and_grad, through a chain ``c · L(a · F)``; for reduction="none" the
+    gradient of ``Σ_a w_a S_a`` equals the core's weighted closed form (float64 NumPy)."""
+    if xp.grad is None:
+        pytest.skip(f"{xp.name} has no automatic differentiation")
+
+    @examples(xp)
+    @given(data=st.data())
+    def run(data):
+        case = data.draw(float_cases(dtype, max_batch=16), label="case")
+        a = data.draw(st.sampled_from([0.5, 1.0, 3.0]), label="a")
+        c = data.draw(st.sampled_from([-2.0, 1.0, 0.25]), label="c")
+        f64 = case.embeddings
+        rtol = GRAD_RTOL[dtype]
+        with xp.context():
+            f = xp.asarray(f64, dtype)
+            reduction = data.draw(st.sampled_from(["mean", "sum"]), label="reduction")
+            kw = case.replace(reduction=reduction).loss_kwargs(convert=xp.asarray)
+            auto = xp.grad(lambda x: c * logratio.log_ratio_loss(a * x, **kw), f)
+            check_native(xp, auto, f, xp.dtypes[dtype])
+            _, closed = logratio.log_ratio_loss_and_grad(a * f, **kw)
+            want = c * a * xp.to_numpy(closed).astype(np.float64)
+            check_gradient(xp.to_numpy(auto), want, 1e-12 if dtype == "float64" else 1e-5)
+            kw = case.replace(reduction="none").loss_kwargs(convert=xp.asarray)
+            m = len(anchor_rows(case))
+            w = np.asarray(
+                data.draw(S.hnp.arrays(np.float64, (m,), elements=st.integers(-3, 3)), label="w")
+            )
+            wx = xp.asarray(w, dtype)
+            auto = xp.grad(lambda x: (logratio.log_ratio_loss(x, **kw) * wx).sum(), f)
+        p = core.prepare(f64, **case.replace(reduction="none").loss_kwargs())
+        want = np.asarray(core.evaluate(p, want_grad=True, row_weights=w)[2])
+        check_gradient(xp.to_numpy(auto), want, rtol)
+
+    run()
+
+
+@DTYPES
+def test_row_tangents_match_reference(xp, dtype):
+    """``loss.evaluate_jvp`` (the forward-mode rule of the unreduced loss) on every backend:
+    ``dS_a = ⟨∇S_a, T⟩`` with the reference's per-anchor gradient."""
+
+    @examples(xp)
+    @given(data=st.data())
+    def run(data):
+        case = data.draw(float_cases(dtype, max_batch=12), label="case")
+        block = data.draw(S.block_sizes(case.batch), label="block_size")
+        t = data.draw(
+            S.hnp.arrays(np.float64, case.embeddings.shape, elements=st.integers(-4, 4)),
+            label="tangent",
+        )
+        dl = case.label_distance_matrix()
+        kw = case.reference_kwargs()
+        kw.pop("anchors")
+        rows = anchor_rows(case)
+        grads = [
+            reference.gradient(case.embeddings, dl, anchors=[r], reduction="sum", **kw)
+            for r in rows
+        ]
+        want = np.array([np.sum(g * t) for g in grads])
+        scale = np.array([np.sum(np.abs(g) * np.abs(t)) for g in grads])
+
+        def jvp(f, tangent):
+            kwargs = case.replace(reduction="none").loss_kwargs(convert=xp.asarray)
+            p = core.prepare(f, block_size=block, **kwargs)
+            return core.evaluate_jvp(p, tangent)[2]
+
+        with xp.context():
+            f = xp.asarray(case.embeddings, dtype)
+            tangent = xp.asarray(t, dtype)
+            if "jit" in xp.extra and (
+                case.anchors is None or np.asarray(case.anchors).dtype != np.bool_
+            ):
+                got = xp.extra["jit"](jvp)(f, tangent)  # eager JAX compiles every operation
+            else:
+                got = jvp(f, tangent)
+            got = xp.to_numpy(got).astype(np.float64)
+        rtol = GRAD_RTOL[dtype]
+        assert got.shape == want.shape
+        assert np.all(np.abs(got - want) <= rtol * (scale + np.max(scale, initial=0.0)) + 1e-300)
+
+    run()
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_half_precision(xp, dtype):
+    """Half-precision embeddings: the loss is computed (and returned) in float32, finite; the
+    gradient comes back in the input dtype, equal to the reference up to its rounding."""
+    native = xp.dtype(dtype)
+
+    @examples(xp)
+    @given(data=st.data())
+    def run(data):
+        case = data.draw(S.loss_cases(coarse=True, max_batch=12), label="case")
+        exp = S.expected(case, gradient=True)  # coarse grid values are exact in half precision
+        # a gradient beyond the dtype's range rounds to ±inf, as autograd's would (AMP's
+        # gradient scaling is the user's remedy): only representable ones are compared
+        assume(np.max(np.abs(exp.gradient(case.reduction)), initial=0.0) < HALF_MAX[dtype] / 2)
+        with xp.context():
+            f = xp.asarray(case.embeddings, dtype)
+            kw = case.loss_kwargs(convert=xp.asarray)
+            loss, grad = logratio.log_ratio_loss_and_grad(f, **kw)
+            check_native(xp, loss, f, xp.dtypes["float32"])
+            check_native(xp, grad, f, native)
+            check_loss(xp.to_numpy(loss), exp, case.reduction, LOSS_RTOL["float32"])
+            rtol = GRAD_RTOL["float32"] + HALF_ROUNDING[dtype]
+            check_gradient(xp.to_numpy(grad), exp.gradient(case.reduction), rtol)
+            if xp.grad is not None and case.reduction != "none":
+                auto = xp.grad(lambda x: logratio.log_ratio_loss(x, **kw), f)
+                check_native(xp, auto, f, native)
+                check_gradient(xp.to_numpy(auto), exp.gradient(case.reduction), rtol)
+
+    run()
+
+
+def test_importing_logratio_imports_no_framework():
+    """``import logratio`` and a NumPy call load neither torch, jax nor cupy."""
+    code = (
+        "import sys, numpy as np, logratio\n"
+        "logratio.log_ratio_loss_and_grad(np.eye(4), [0.0, 1.0, 2.0, 4.0])\n"
+        "loaded = [m for m in ('torch', 'jax', 'cupy') if m in sys.modules]\n"
+        "assert not loaded, loaded\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
