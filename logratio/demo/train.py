@@ -1,0 +1,275 @@
+"""Training and evaluation loop of the demo: every method, every seed, the same batches.
+
+For each seed: one rotated-digits split (:mod:`.data`), one initial network (:mod:`.models`),
+one neighbour table (the 30 nearest training labels on the circle, :func:`logratio.knn_table`),
+and one batch sequence (:class:`logratio.DenseBatchSampler` with that seed, batch 150,
+k = 5).  Each method (:mod:`.methods`) trains a copy of the network on that sequence for
+``steps`` Adam steps and is evaluated on the held-out digits every ``eval_every`` steps,
+leave-one-out (each held-out image a query against all the others), with
+:mod:`logratio.metrics`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+import logratio
+from logratio import metrics
+
+from .data import CANVAS_SIDE, RotatedDigits, circle_distance, make_rotated_digits
+from .methods import METHODS, Method, l2_normalize, make_batch
+from .models import init_mlp, layer_sizes
+
+#: The metrics reported, in table order; the mean label distances are in radians.
+METRIC_KEYS = (
+    "mean_label_distance@1",
+    "mean_label_distance@5",
+    "mean_label_distance@10",
+    "ndcg@10",
+    "ndcg@100",
+    "spearman",
+)
+
+
+def machine_cores() -> int:
+    """CPU cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+#: CPU threads by default.  The network is tiny (matrices of 150 × 576 and smaller): a second
+#: thread barely shortens a step, and when another process competes for the cores, PyTorch's
+#: and OpenBLAS's spinning worker threads make every step tens of times slower.
+DEFAULT_THREADS = 1
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """Everything that determines a demo run (with the seeds, its results)."""
+
+    steps: int = 3000
+    eval_every: int = 150
+    seeds: tuple[int, ...] = (0, 1, 2)
+    backend: str = "torch"
+    batch_size: int = 150  # the paper's
+    k: int = 5  # nearest label neighbours per batch, the paper's
+    binary_neighbors: int = 30  # positives of the binary-triplet baseline, the paper's
+    margin: float = 0.2  # of both triplet baselines, the paper's
+    hidden: int = 256
+    dim: int = 32
+    lr: float = 1e-3
+    copies: int = 4  # random rotations of each training digit
+    held_out: float = 0.3  # fraction of the digit images kept for evaluation
+    threads: int = DEFAULT_THREADS  # at most machine_cores()
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "eval_every", "batch_size", "hidden", "dim", "copies", "threads"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int; got {value!r}")
+        if not self.seeds:
+            raise ValueError("seeds must name at least one seed")
+        if self.backend not in ("torch", "jax"):
+            raise ValueError(f"backend must be 'torch' or 'jax'; got {self.backend!r}")
+
+
+@dataclass
+class RunHistory:
+    """One method trained with one seed: metrics at every evaluated step."""
+
+    method: str
+    seed: int
+    steps: list[int] = field(default_factory=list)
+    metrics: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in METRIC_KEYS})
+    train_loss: list[float | None] = field(default_factory=list)  # mean since the last evaluation
+    seconds: float = 0.0
+
+    def final(self) -> dict[str, float]:
+        return {k: v[-1] for k, v in self.metrics.items()}
+
+
+def evaluate(
+    embeddings: np.ndarray, label_distances: np.ndarray, normalize: bool
+) -> dict[str, float]:
+    """Leave-one-out retrieval metrics of held-out ``embeddings`` (n, d).
+
+    ``label_distances`` (n, n) are the angle distances on the circle; L2-normalised methods
+    are ranked on their normalised embeddings.
+    """
+    e = l2_normalize(embeddings) if normalize else embeddings
+    return metrics.retrieval_metrics(
+        e,
+        e,
+        ks=(1, 5, 10),
+        ndcg_ks=(10, 100),
+        label_distances=label_distances,
+        exclude_self=True,
+    )
+
+
+def endless_batches(sampler: logratio.DenseBatchSampler) -> Iterator[list[int]]:
+    """The sampler's batches, epoch after epoch (each pass reshuffles reproducibly)."""
+    while True:
+        yield from sampler
+
+
+def _backend(name: str) -> Any:
+    if name == "torch":
+        from . import backend_torch as mod
+    else:
+        from . import backend_jax as mod
+    return mod
+
+
+def eval_steps(config: DemoConfig) -> list[int]:
+    """Steps at which the held-out set is evaluated: 0, every ``eval_every``, the last."""
+    steps = list(range(0, config.steps, config.eval_every))
+    return [*steps, config.steps]
+
+
+def run_demo(
+    config: DemoConfig, *, progress: bool = True, methods: tuple[Method, ...] = METHODS
+) -> dict[str, Any]:
+    """Train and evaluate every method for every seed; return the results as a dict.
+
+    The dict (also the demo's JSON output) holds ``config``, ``methods``, ``runs`` (one
+    :class:`RunHistory` per method and seed, as dicts), ``untrained`` (the step-0 metrics per
+    seed) and timing.
+    """
+    from threadpoolctl import threadpool_limits
+
+    backend = _backend(config.backend)
+    threads = min(config.threads, machine_cores())
+    backend.set_threads(threads)
+    with threadpool_limits(limits=threads):  # NumPy's BLAS and OpenMP pools
+        return _run(config, backend, progress, methods)
+
+
+def _run(
+    config: DemoConfig, backend: Any, progress: bool, methods: tuple[Method, ...]
+) -> dict[str, Any]:
+    from tqdm import tqdm
+
+    runs: list[RunHistory] = []
+    untrained: list[dict[str, float]] = []
+    checkpoints = set(eval_steps(config))
+    start = time.perf_counter()
+    bar = tqdm(
+        total=config.steps * len(methods) * len(config.seeds),
+        desc="logratio demo",
+        unit="step",
+        file=sys.stderr,
+        disable=not progress,
+        dynamic_ncols=True,
+        mininterval=0.5,
+    )
+    with bar:
+        for seed in config.seeds:
+            data = make_rotated_digits(seed, copies=config.copies, held_out=config.held_out)
+            test_dist = np.asarray(circle_distance(data.test_y, data.test_y))
+            neighbors = np.asarray(
+                logratio.knn_table(
+                    data.train_y, config.binary_neighbors, label_metric=circle_distance
+                )
+            )
+            rng = np.random.default_rng([seed, 1])
+            params = init_mlp(rng, layer_sizes(CANVAS_SIDE**2, config.hidden, config.dim))
+            for method in methods:
+                trainer = backend_trainer(backend, params, data, config)
+                sampler = logratio.DenseBatchSampler(
+                    data.train_y,
+                    neighbors=neighbors,
+                    batch_size=config.batch_size,
+                    k=config.k,
+                    label_metric=circle_distance,
+                    seed=seed,
+                )
+                bar.set_postfix_str(f"{method.key} seed={seed}")
+                run = _train_one(
+                    trainer, method, data, sampler, neighbors, test_dist, config, checkpoints, bar
+                )
+                runs.append(run)
+                if method is methods[0]:
+                    untrained.append({k: v[0] for k, v in run.metrics.items()})
+    return {
+        "config": asdict(config),
+        "methods": [asdict(m) for m in methods],
+        "metric_keys": list(METRIC_KEYS),
+        "runs": [asdict(r) for r in runs],
+        "untrained": untrained,
+        "seconds": time.perf_counter() - start,
+        "versions": _versions(config.backend),
+    }
+
+
+def backend_trainer(backend: Any, params: Any, data: RotatedDigits, config: DemoConfig) -> Any:
+    """A fresh trainer of ``backend`` holding a copy of ``params``."""
+    cls = backend.TorchTrainer if config.backend == "torch" else backend.JaxTrainer
+    return cls(params, data.train_x, lr=config.lr)
+
+
+def _train_one(
+    trainer: Any,
+    method: Method,
+    data: RotatedDigits,
+    sampler: logratio.DenseBatchSampler,
+    neighbors: np.ndarray,
+    test_dist: np.ndarray,
+    config: DemoConfig,
+    checkpoints: set[int],
+    bar: Any,
+) -> RunHistory:
+    run = RunHistory(method=method.key, seed=sampler.seed)
+    t0 = time.perf_counter()
+    losses: list[float] = []
+
+    def checkpoint(step: int) -> None:
+        scores = evaluate(trainer.embed(data.test_x), test_dist, method.normalize)
+        run.steps.append(step)
+        for key in METRIC_KEYS:
+            run.metrics[key].append(scores[key])
+        run.train_loss.append(float(np.mean(losses)) if losses else None)
+        losses.clear()
+
+    checkpoint(0)
+    batches = itertools.islice(endless_batches(sampler), config.steps)
+    for step, indices in enumerate(batches, start=1):
+        batch = make_batch(method, indices, data.train_y, neighbors)
+        loss = trainer.step(method, batch, config.margin)
+        if not math.isfinite(loss):
+            raise FloatingPointError(
+                f"{method.key} (seed {sampler.seed}): the loss became {loss} at step {step}"
+            )
+        losses.append(loss)
+        bar.update(1)
+        if step in checkpoints:
+            checkpoint(step)
+    run.seconds = time.perf_counter() - t0
+    return run
+
+
+def _versions(backend: str) -> dict[str, str]:
+    import platform
+
+    out = {"python": platform.python_version(), "logratio": logratio.__version__}
+    out["numpy"] = np.__version__
+    if backend == "torch":
+        import torch
+
+        out["torch"] = torch.__version__
+    else:
+        import jax
+
+        out["jax"] = jax.__version__
+    return out
