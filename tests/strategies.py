@@ -214,10 +214,10 @@ class Expected:
 
         An error δ in each log-distance moves a term ``r²`` by about ``2|r|·2δ ≤ 2δ(1 + r²)``,
         so the sum may move by ``2δ·(count + Σ r²)``, and the mean by ``2δ·(1 + mean)``.
-        Each anchor may also keep ``(100·δ·B)²`` of squared rounding from pairs that do not
+        Each anchor may also keep ``(10·δ·B)²`` of squared rounding from pairs that do not
         count (tied ones with ``ties="exclude"``).
         """
-        floor = (100 * rtol * self.batch) ** 2
+        floor = (10 * rtol * self.batch) ** 2
         if reduction == "none":
             return 2 * rtol * (self.counts + self.per_anchor) + floor
         if reduction == "sum":

@@ -196,6 +196,7 @@ def test_no_triplet_anywhere_gives_zero_not_nan(ties):
 # --------------------------------------------------------------------------- half precision
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")
 @given(S.loss_cases(max_batch=12, coarse=True))
 def test_float16_computes_in_float32(case):
     """float16 input: the loss is float32, the gradient float16, and both are the float32

@@ -85,8 +85,9 @@ def test_permutation_equivariance(case, data):
     moved_loss, moved_grad = unreduced(moved, moved.embeddings)
     if case.anchors is None or np.asarray(case.anchors).dtype == np.bool_:
         # one output per anchor row, in row order: new row k is old row perm[k]
-        old_rows = case.anchor_list() or list(range(case.batch))
-        new_rows = moved.anchor_list() or list(range(case.batch))
+        old_rows, new_rows = case.anchor_list(), moved.anchor_list()
+        if case.anchors is None:
+            old_rows = new_rows = list(range(case.batch))
         loss = np.asarray(loss)[[old_rows.index(perm[k]) for k in new_rows]]
     assert_same_loss(moved_loss, loss, case.batch, 1e-11)
     assert_same_grad(moved_grad, np.asarray(grad)[perm], 1e-9)

@@ -26,12 +26,14 @@ def test_triplet_loss_on_dense_triplets_equals_dense_loss(squared, dtype, case):
     dl = case.label_distance_matrix()
     trip = logratio.dense_triplets(dl, anchors=case.anchors, mask=case.mask, ties=case.ties)
     dense_kw = case.replace(labels=None, label_distances=dl)
+    # the dense per-row variance may leave squared rounding where the terms are all zero
+    floor = (10 * RTOL[dtype] * case.batch) ** 2
     for reduction in ("mean", "sum"):
         kw = dense_kw.replace(reduction=reduction).loss_kwargs()
         dense = logratio.log_ratio_loss(f, **kw)
         got = logratio.triplet_log_ratio_loss(f, dl, trip, squared=squared, reduction=reduction)
         assert np.asarray(got).dtype == dtype
-        np.testing.assert_allclose(got, dense, rtol=50 * RTOL[dtype], atol=1e-300)
+        np.testing.assert_allclose(got, dense, rtol=50 * RTOL[dtype], atol=floor)
     per_triplet = logratio.triplet_log_ratio_loss(f, dl, trip, squared=squared, reduction="none")
     assert np.shape(per_triplet) == np.shape(trip[0])
     dense_rows = logratio.log_ratio_loss(f, **dense_kw.replace(reduction="none").loss_kwargs())
@@ -39,7 +41,7 @@ def test_triplet_loss_on_dense_triplets_equals_dense_loss(squared, dtype, case):
     rows = np.arange(case.batch) if rows is None else np.asarray(rows, dtype=int)
     by_row = np.bincount(np.asarray(trip[0]), weights=per_triplet, minlength=case.batch)
     want_by_row = np.bincount(rows, weights=dense_rows, minlength=case.batch)
-    np.testing.assert_allclose(by_row, want_by_row, rtol=50 * RTOL[dtype], atol=1e-300)
+    np.testing.assert_allclose(by_row, want_by_row, rtol=50 * RTOL[dtype], atol=floor)
 
 
 @given(S.loss_cases(max_batch=12), st.data())
