@@ -195,3 +195,26 @@ def test_callable_label_metric_gets_label_rows():
     dl = np.abs(y[:, None] - y[None, :]) ** 0.5
     assert got == pytest.approx(reference.loss(f, dl), rel=1e-12)
     assert calls and all(a[1] == 1 and b == (7, 1) and a[0] <= 3 for a, b in calls)
+
+
+@pytest.mark.parametrize("metric", ["sqeuclidean", "euclidean", "cityblock"])
+@given(data=st.data())
+def test_pairwise_distances_match_loops(metric, data):
+    """``pairwise_distances(x)`` and ``pairwise_distances(x, y)`` against explicit loops; the
+    diagonal and duplicate rows give exactly 0."""
+    n = data.draw(S.batch_sizes(0, 12), label="n")
+    dim = data.draw(S.dims(), label="dim")
+    x = data.draw(S.embedding_arrays(n, dim), label="x")
+    got = logratio.pairwise_distances(x, metric=metric)
+    want = reference.label_distance_matrix(x, metric) if n else np.zeros((0, 0))
+    scale = np.max(want, initial=0.0)
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12 * scale + 1e-300)
+    assert np.all(got[want == 0] == 0)
+    m = data.draw(st.integers(0, 5), label="m")
+    y = data.draw(S.embedding_arrays(m, dim), label="y")
+    got = logratio.pairwise_distances(x, y, metric=metric)
+    both = reference.label_distance_matrix(np.concatenate([x, y]), metric) if n + m else None
+    want = both[:n, n:] if both is not None else np.zeros((0, 0))
+    scale = np.max(want, initial=0.0)
+    assert got.shape == (n, m)
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12 * scale + 1e-300)
