@@ -129,7 +129,12 @@ def _arguments(embeddings, labels, label_distances, anchors, mask, options):
     arrays = (
         jax.lax.stop_gradient(_asarray(labels, "labels")),
         jax.lax.stop_gradient(label_distances),
-        v.anchors_for(xp, _asarray(anchors, "anchors"), batch, embeddings),
+        v.anchors_for(
+            xp,
+            anchors if isinstance(anchors, int) else _asarray(anchors, "anchors"),
+            batch,
+            embeddings,
+        ),
         _asarray(mask, "mask"),
     )
     return opts, arrays
