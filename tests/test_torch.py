@@ -7,6 +7,8 @@ properties (translation, permutation, reference values for every option) live in
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 import reference
@@ -183,10 +185,24 @@ def test_torch_func_grad_and_jacrev():
         np.testing.assert_allclose(jac[a].numpy(), want, rtol=1e-9, atol=1e-9 * np.abs(want).max())
 
 
-def test_torch_compile_fullgraph():
+HAS_CXX = any(shutil.which(c) for c in ("g++", "c++", "clang++"))
+
+
+@pytest.mark.parametrize(
+    "backend",
+    [
+        "aot_eager",
+        pytest.param(
+            "inductor",
+            marks=pytest.mark.skipif(not HAS_CXX, reason="inductor on CPU needs a C++ compiler"),
+        ),
+    ],
+)
+def test_torch_compile_fullgraph(backend):
     """A compiled function calling the loss compiles in one graph (the core is an opaque
     custom op: even its value checks, which read data, run inside it) and gives the eager
-    value and gradient."""
+    value and gradient.  ``aot_eager`` traces forward and backward like ``inductor`` does,
+    without generating code."""
     f, y = problem(batch=9, dim=4, dtype=torch.float32)
     dl = torch.as_tensor(np.abs(y[:, None] - y[None, :]), dtype=torch.float32)
     weight = torch.linspace(0.5, 1.5, 4).reshape(4, 1) * torch.eye(4)
@@ -197,7 +213,8 @@ def test_torch_compile_fullgraph():
             logratio.log_ratio_loss(emb, label_distances=d, reduction="none").mean()
         )
 
-    compiled = torch.compile(step, fullgraph=True, dynamic=False)
+    torch._dynamo.reset()
+    compiled = torch.compile(step, fullgraph=True, dynamic=False, backend=backend)
     results = []
     for fn in (step, compiled):
         w = weight.clone().requires_grad_(True)
