@@ -13,6 +13,7 @@ from .triplets import triplet_log_ratio_loss
 
 __all__ = [
     "DenseBatchSampler",
+    "LogRatioLoss",
     "dense_triplets",
     "knn_table",
     "log_ratio_loss",
@@ -22,3 +23,12 @@ __all__ = [
     "triplet_log_ratio_loss",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> type:
+    """``logratio.LogRatioLoss``: the ``torch.nn.Module``, imported only when asked for."""
+    if name == "LogRatioLoss":
+        from .backends.torch import LogRatioLoss
+
+        return LogRatioLoss
+    raise AttributeError(f"module 'logratio' has no attribute {name!r}")

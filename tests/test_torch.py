@@ -308,3 +308,12 @@ def test_cuda_keeps_device():
     torch.testing.assert_close(x.grad.cpu(), cpu.grad, rtol=1e-4, atol=1e-5)
     l2, g2 = logratio.log_ratio_loss_and_grad(x.detach(), torch.as_tensor(y), reduction="none")
     assert l2.device == x.device and g2.device == x.device
+
+
+def test_top_level_module_alias_is_the_torch_module():
+    """``logratio.LogRatioLoss`` is the adapter's module, imported on first access."""
+    from logratio.backends.torch import LogRatioLoss
+
+    assert logratio.LogRatioLoss is LogRatioLoss
+    with pytest.raises(AttributeError, match="no_such_name"):
+        logratio.no_such_name  # noqa: B018
