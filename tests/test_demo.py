@@ -269,14 +269,15 @@ def test_demo_smoke_torch(tmp_path, capsys):
     pytest.importorskip("tqdm")
     from logratio.demo import main
 
-    argv = ["--steps", "3", "--seeds", "1", "--seed", "5", "--no-progress", "--threads", "1"]
-    assert main([*argv, "--out", str(tmp_path / "a")]) == 0
+    argv = ["--steps", "3", "--seeds", "1", "--seed", "5", "--no-progress"]
+    assert main([*argv, "--workers", "1", "--out", str(tmp_path / "a")]) == 0
     assert "| method |" in capsys.readouterr().out
     first = _check_outputs(tmp_path / "a", "torch")
-    # the same seed gives the same results
-    assert main([*argv, "--out", str(tmp_path / "b")]) == 0
+    # the same seed gives the same results, in one process or spread over two
+    assert main([*argv, "--workers", "2", "--out", str(tmp_path / "b")]) == 0
     second = _check_outputs(tmp_path / "b", "torch")
     assert [r["metrics"] for r in first["runs"]] == [r["metrics"] for r in second["runs"]]
+    assert [r["train_loss"] for r in first["runs"]] == [r["train_loss"] for r in second["runs"]]
 
 
 def test_demo_smoke_jax(tmp_path):
@@ -284,13 +285,20 @@ def test_demo_smoke_jax(tmp_path):
     pytest.importorskip("matplotlib")
     from logratio.demo import main
 
-    argv = ["--backend", "jax", "--steps", "2", "--seeds", "1", "--no-progress"]
+    argv = ["--backend", "jax", "--steps", "2", "--seeds", "1", "--workers", "1", "--no-progress"]
     assert main([*argv, "--out", str(tmp_path)]) == 0
     _check_outputs(tmp_path, "jax")
 
 
 @pytest.mark.parametrize(
-    "argv", [["--seeds", "0"], ["--seed", "-1"], ["--backend", "numpy"], ["--steps", "0"]]
+    "argv",
+    [
+        ["--seeds", "0"],
+        ["--seed", "-1"],
+        ["--backend", "numpy"],
+        ["--steps", "0"],
+        ["--workers", "0"],
+    ],
 )
 def test_demo_rejects_bad_options(argv):
     from logratio.demo import main
@@ -298,3 +306,17 @@ def test_demo_rejects_bad_options(argv):
     with pytest.raises(SystemExit) as err:
         main(argv)
     assert err.value.code == 2
+
+
+def test_demo_names_missing_dependencies(monkeypatch, capsys):
+    import importlib.util
+
+    from logratio.demo import main
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "tqdm" else real(name, *a)
+    )
+    assert main(["--steps", "1", "--seeds", "1", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "tqdm" in err and "pip install" in err

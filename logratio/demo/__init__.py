@@ -8,18 +8,19 @@ of steps (:mod:`.methods`); held-out digits are then retrieved by embedding dist
 judged by the angles they return (:mod:`logratio.metrics`).  Outputs in ``--out``:
 ``results.json``, ``results.md`` (the table) and ``metrics.png`` (metrics against step).
 
-Needs the demo's extra dependencies (PyTorch or JAX, scikit-learn with SciPy, Matplotlib,
-tqdm); this package imports none of them until :func:`main` runs.
+Needs the demo's extra dependencies (PyTorch or JAX, scikit-learn, SciPy, Matplotlib, tqdm,
+threadpoolctl); this package imports none of them until :func:`main` runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 import time
 
 QUICK = {"steps": 300, "eval_every": 75}
-FULL = {"steps": 4000, "eval_every": 200}
+FULL = {"steps": 5000, "eval_every": 250}
 NUM_SEEDS = 3
 
 
@@ -45,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=0,
         metavar="N",
-        help=f"first seed; the runs use seeds N … N+{NUM_SEEDS - 1} (default: %(default)s)",
+        help="first seed; the runs use seeds N, N+1, … (default: %(default)s)",
     )
     parser.add_argument(
         "--backend", choices=("torch", "jax"), default="torch", help="default: %(default)s"
@@ -57,14 +58,36 @@ def build_parser() -> argparse.ArgumentParser:
         "--seeds", type=int, default=NUM_SEEDS, metavar="N", help="seeds (default: %(default)s)"
     )
     parser.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="processes training runs side by side (default: the machine's cores)",
+    )
+    parser.add_argument(
         "--threads",
         type=int,
         metavar="N",
-        help="CPU threads, at most the machine's cores (default: 1; the network is too small "
-        "to gain from more)",
+        help="CPU threads per process (default: 1; the network is too small to gain from more)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
+
+
+#: Modules the demo imports (besides NumPy and array-api-compat), and their PyPI names.
+REQUIRED = {
+    "sklearn": "scikit-learn",
+    "scipy": "scipy",
+    "matplotlib": "matplotlib",
+    "tqdm": "tqdm",
+    "threadpoolctl": "threadpoolctl",
+}
+BACKENDS = {"torch": "torch", "jax": "jax"}
+
+
+def missing_modules(backend: str) -> list[str]:
+    """PyPI names of the demo's dependencies that cannot be imported."""
+    wanted = {**REQUIRED, backend: BACKENDS[backend]}
+    return [pypi for module, pypi in wanted.items() if importlib.util.find_spec(module) is None]
 
 
 def config_from_args(args: argparse.Namespace):
@@ -79,7 +102,11 @@ def config_from_args(args: argparse.Namespace):
         raise ValueError(f"--seed must be a non-negative int; got {args.seed}")
     if args.seeds < 1:
         raise ValueError(f"--seeds must be a positive int; got {args.seeds}")
-    extra = {} if args.threads is None else {"threads": args.threads}
+    extra = {}
+    if args.threads is not None:
+        extra["threads"] = args.threads
+    if args.workers is not None:
+        extra["workers"] = args.workers
     return DemoConfig(
         seeds=tuple(range(args.seed, args.seed + args.seeds)),
         backend=args.backend,
@@ -96,20 +123,16 @@ def main(argv: list[str] | None = None) -> int:
         config = config_from_args(args)
     except ValueError as err:
         parser.error(str(err))
-    try:
-        from . import report, train
-
-        if config.backend == "torch":
-            from . import backend_torch  # noqa: F401
-        else:
-            from . import backend_jax  # noqa: F401
-    except ModuleNotFoundError as err:
+    missing = missing_modules(config.backend)
+    if missing:
         print(
-            f"logratio demo --backend {config.backend} needs the module {err.name!r}, which is "
-            "not installed; install the demo's dependencies: pip install 'logratio[demo]'",
+            f"logratio demo --backend {config.backend} needs {', '.join(missing)}, not "
+            "installed here; install the demo's dependencies: pip install 'logratio[demo]'",
             file=sys.stderr,
         )
         return 2
+    from . import report, train
+
     start = time.perf_counter()
     results = train.run_demo(config, progress=not args.no_progress)
     paths = report.write_outputs(results, args.out)

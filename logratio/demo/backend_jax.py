@@ -91,3 +91,8 @@ class JaxTrainer:
 
 def set_threads(threads: int) -> None:
     """JAX sizes its CPU thread pool itself; nothing to do."""
+
+
+def get_threads() -> int:
+    """Not tracked for JAX (its thread pool is sized by XLA)."""
+    return 0

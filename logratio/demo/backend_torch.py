@@ -48,3 +48,8 @@ class TorchTrainer:
 def set_threads(threads: int) -> None:
     """Use ``threads`` CPU threads for PyTorch's operations."""
     torch.set_num_threads(threads)
+
+
+def get_threads() -> int:
+    """PyTorch's current number of CPU threads."""
+    return torch.get_num_threads()

@@ -7,10 +7,16 @@ k = 5).  Each method (:mod:`.methods`) trains a copy of the network on that sequ
 ``steps`` Adam steps and is evaluated on the held-out digits every ``eval_every`` steps,
 leave-one-out (each held-out image a query against all the others), with
 :mod:`logratio.metrics`.
+
+The (seed, method) runs are independent, so they are spread over ``workers`` processes, each
+with one thread: the network is too small for threads inside one step to pay, while separate
+runs use separate cores fully.  A run's results do not depend on the process it ran in.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import itertools
 import math
 import os
@@ -48,9 +54,9 @@ def machine_cores() -> int:
         return os.cpu_count() or 1
 
 
-#: CPU threads by default.  The network is tiny (matrices of 150 × 576 and smaller): a second
-#: thread barely shortens a step, and when another process competes for the cores, PyTorch's
-#: and OpenBLAS's spinning worker threads make every step tens of times slower.
+#: CPU threads per worker process by default.  The network is tiny (matrices of 150 × 576 and
+#: smaller): a second thread barely shortens a step, and when other processes compete for the
+#: cores, PyTorch's and OpenBLAS's spinning threads make every step tens of times slower.
 DEFAULT_THREADS = 1
 
 
@@ -58,8 +64,8 @@ DEFAULT_THREADS = 1
 class DemoConfig:
     """Everything that determines a demo run (with the seeds, its results)."""
 
-    steps: int = 3000
-    eval_every: int = 150
+    steps: int = 5000  # about one epoch of the sampler (5032 training samples)
+    eval_every: int = 250
     seeds: tuple[int, ...] = (0, 1, 2)
     backend: str = "torch"
     batch_size: int = 150  # the paper's
@@ -71,10 +77,12 @@ class DemoConfig:
     lr: float = 1e-3
     copies: int = 4  # random rotations of each training digit
     held_out: float = 0.3  # fraction of the digit images kept for evaluation
-    threads: int = DEFAULT_THREADS  # at most machine_cores()
+    threads: int = DEFAULT_THREADS  # per worker process
+    workers: int = field(default_factory=machine_cores)  # processes, one run each at a time
 
     def __post_init__(self) -> None:
-        for name in ("steps", "eval_every", "batch_size", "hidden", "dim", "copies", "threads"):
+        positive = ("steps", "eval_every", "batch_size", "hidden", "dim", "copies", "threads")
+        for name in (*positive, "workers"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int; got {value!r}")
@@ -144,29 +152,16 @@ def run_demo(
     """Train and evaluate every method for every seed; return the results as a dict.
 
     The dict (also the demo's JSON output) holds ``config``, ``methods``, ``runs`` (one
-    :class:`RunHistory` per method and seed, as dicts), ``untrained`` (the step-0 metrics per
-    seed) and timing.
+    :class:`RunHistory` per method and seed, as dicts, seed-major), ``untrained`` (the
+    step-0 metrics per seed) and timing.  A progress bar (tqdm) on stderr counts the steps.
     """
-    from threadpoolctl import threadpool_limits
-
-    backend = _backend(config.backend)
-    threads = min(config.threads, machine_cores())
-    backend.set_threads(threads)
-    with threadpool_limits(limits=threads):  # NumPy's BLAS and OpenMP pools
-        return _run(config, backend, progress, methods)
-
-
-def _run(
-    config: DemoConfig, backend: Any, progress: bool, methods: tuple[Method, ...]
-) -> dict[str, Any]:
     from tqdm import tqdm
 
-    runs: list[RunHistory] = []
-    untrained: list[dict[str, float]] = []
-    checkpoints = set(eval_steps(config))
+    jobs = [(seed, method) for seed in config.seeds for method in methods]
+    workers = max(1, min(config.workers, machine_cores(), len(jobs)))
     start = time.perf_counter()
     bar = tqdm(
-        total=config.steps * len(methods) * len(config.seeds),
+        total=config.steps * len(jobs),
         desc="logratio demo",
         unit="step",
         file=sys.stderr,
@@ -175,42 +170,129 @@ def _run(
         mininterval=0.5,
     )
     with bar:
-        for seed in config.seeds:
-            data = make_rotated_digits(seed, copies=config.copies, held_out=config.held_out)
-            test_dist = np.asarray(circle_distance(data.test_y, data.test_y))
-            neighbors = np.asarray(
-                logratio.knn_table(
-                    data.train_y, config.binary_neighbors, label_metric=circle_distance
-                )
-            )
-            rng = np.random.default_rng([seed, 1])
-            params = init_mlp(rng, layer_sizes(CANVAS_SIDE**2, config.hidden, config.dim))
-            for method in methods:
-                trainer = backend_trainer(backend, params, data, config)
-                sampler = logratio.DenseBatchSampler(
-                    data.train_y,
-                    neighbors=neighbors,
-                    batch_size=config.batch_size,
-                    k=config.k,
-                    label_metric=circle_distance,
-                    seed=seed,
-                )
-                bar.set_postfix_str(f"{method.key} seed={seed}")
-                run = _train_one(
-                    trainer, method, data, sampler, neighbors, test_dist, config, checkpoints, bar
-                )
-                runs.append(run)
-                if method is methods[0]:
-                    untrained.append({k: v[0] for k, v in run.metrics.items()})
+        if workers == 1:
+            runs = []
+            with _thread_limits(config.backend, config.threads):
+                for seed, method in jobs:
+                    bar.set_postfix_str(f"{method.key} seed={seed}")
+                    runs.append(_run_job(config, seed, method, bar.update))
+        else:
+            runs = _run_parallel(config, jobs, workers, bar)
+    untrained = [
+        {k: v[0] for k, v in run.metrics.items()} for run in runs if run.method == methods[0].key
+    ]
     return {
         "config": asdict(config),
         "methods": [asdict(m) for m in methods],
         "metric_keys": list(METRIC_KEYS),
         "runs": [asdict(r) for r in runs],
         "untrained": untrained,
+        "workers": workers,
         "seconds": time.perf_counter() - start,
         "versions": _versions(config.backend),
     }
+
+
+def _run_parallel(
+    config: DemoConfig, jobs: list[tuple[int, Method]], workers: int, bar: Any
+) -> list[RunHistory]:
+    """The jobs on a pool of ``workers`` fresh (spawned) processes, in job order."""
+    import multiprocessing
+    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+
+    ctx = multiprocessing.get_context("spawn")  # no fork of a process with thread pools
+    counter = ctx.Value("q", 0)
+    pool = ProcessPoolExecutor(
+        workers,
+        mp_context=ctx,
+        initializer=_init_worker,
+        initargs=(config.backend, config.threads, counter),
+    )
+    try:
+        futures = [pool.submit(_run_job, config, seed, method) for seed, method in jobs]
+        bar.set_postfix_str(f"{workers} worker processes")
+        pending = set(futures)
+        while pending:
+            _, pending = wait(pending, timeout=0.25, return_when=FIRST_EXCEPTION)
+            bar.update(counter.value - bar.n)
+            failed = [f for f in futures if f.done() and f.exception() is not None]
+            if failed:
+                failed[0].result()  # re-raises the worker's exception
+        runs = [f.result() for f in futures]
+    except BaseException:  # a failed run or Ctrl-C: drop the queued runs
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
+    return runs
+
+
+#: Set in each worker by :func:`_init_worker`: the shared step counter.
+_COUNTER: Any = None
+
+
+def _init_worker(backend: str, threads: int, counter: Any) -> None:
+    """Limit a worker process to ``threads`` threads (framework, BLAS, OpenMP)."""
+    global _COUNTER
+    from threadpoolctl import threadpool_limits
+
+    _COUNTER = counter
+    _backend(backend).set_threads(threads)
+    threadpool_limits(limits=threads)
+
+
+@contextlib.contextmanager
+def _thread_limits(backend: str, threads: int) -> Iterator[None]:
+    """``threads`` threads in this process while the block runs; the old settings after."""
+    from threadpoolctl import threadpool_limits
+
+    mod = _backend(backend)
+    previous = mod.get_threads()
+    mod.set_threads(threads)
+    try:
+        with threadpool_limits(limits=threads):
+            yield
+    finally:
+        mod.set_threads(previous)
+
+
+@functools.lru_cache(maxsize=2)
+def _seed_setup(
+    seed: int, copies: int, held_out: float, binary_neighbors: int, sizes: tuple[int, ...]
+) -> tuple[RotatedDigits, np.ndarray, np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+    """The data, held-out label distances, neighbour table and initial weights of a seed."""
+    data = make_rotated_digits(seed, copies=copies, held_out=held_out)
+    test_dist = np.asarray(circle_distance(data.test_y, data.test_y))
+    neighbors = np.asarray(
+        logratio.knn_table(data.train_y, binary_neighbors, label_metric=circle_distance)
+    )
+    params = init_mlp(np.random.default_rng([seed, 1]), list(sizes))
+    return data, test_dist, neighbors, params
+
+
+def _run_job(config: DemoConfig, seed: int, method: Method, advance: Any = None) -> RunHistory:
+    """Train ``method`` with ``seed`` and evaluate it along the way."""
+    sizes = tuple(layer_sizes(CANVAS_SIDE**2, config.hidden, config.dim))
+    data, test_dist, neighbors, params = _seed_setup(
+        seed, config.copies, config.held_out, config.binary_neighbors, sizes
+    )
+    if advance is None:
+        advance = _advance_shared_counter
+    trainer = backend_trainer(_backend(config.backend), params, data, config)
+    sampler = logratio.DenseBatchSampler(
+        data.train_y,
+        neighbors=neighbors,
+        batch_size=config.batch_size,
+        k=config.k,
+        label_metric=circle_distance,
+        seed=seed,
+    )
+    return _train_one(trainer, method, data, sampler, neighbors, test_dist, config, advance)
+
+
+def _advance_shared_counter(n: int) -> None:
+    if _COUNTER is not None:
+        with _COUNTER.get_lock():
+            _COUNTER.value += n
 
 
 def backend_trainer(backend: Any, params: Any, data: RotatedDigits, config: DemoConfig) -> Any:
@@ -227,8 +309,7 @@ def _train_one(
     neighbors: np.ndarray,
     test_dist: np.ndarray,
     config: DemoConfig,
-    checkpoints: set[int],
-    bar: Any,
+    advance: Any,
 ) -> RunHistory:
     run = RunHistory(method=method.key, seed=sampler.seed)
     t0 = time.perf_counter()
@@ -242,8 +323,10 @@ def _train_one(
         run.train_loss.append(float(np.mean(losses)) if losses else None)
         losses.clear()
 
+    checkpoints = set(eval_steps(config))
     checkpoint(0)
     batches = itertools.islice(endless_batches(sampler), config.steps)
+    done = 0  # steps not yet reported to ``advance``
     for step, indices in enumerate(batches, start=1):
         batch = make_batch(method, indices, data.train_y, neighbors)
         loss = trainer.step(method, batch, config.margin)
@@ -252,9 +335,13 @@ def _train_one(
                 f"{method.key} (seed {sampler.seed}): the loss became {loss} at step {step}"
             )
         losses.append(loss)
-        bar.update(1)
+        done += 1
+        if step in checkpoints or done == 20:
+            advance(done)
+            done = 0
         if step in checkpoints:
             checkpoint(step)
+    advance(done)
     run.seconds = time.perf_counter() - t0
     return run
 
