@@ -144,6 +144,8 @@ def method_loss(method: Method, emb: Any, batch: Batch, margin: float) -> Any:
 
     ``batch`` holds arrays of ``emb``'s framework (converted by the backend).
     """
+    if method.loss == "binary_triplet" and method.every_anchor:
+        raise ValueError("the binary-triplet baseline uses the batch's anchor only")
     if method.normalize:
         emb = l2_normalize(emb)
     if method.loss == "log_ratio":
