@@ -80,8 +80,21 @@ def sq_euclidean_centered(
     # The identity leaves rounding noise of about sqrt(d)·u·(‖x‖² + ‖y‖²) (u: unit roundoff);
     # below a few times that, the value is noise, and duplicates must give exactly 0: log and
     # sqrt would otherwise magnify the noise into the loss and its gradient.
-    noise = (4 * math.sqrt(xc.shape[1]) + 4) * xp.finfo(sq.dtype).eps * scale
+    noise = gram_noise_factor(xp, xc.shape[1], sq.dtype) * scale
     return xp.where(sq > noise, sq, xp.zeros_like(sq))
+
+
+#: Label dimensions up to this many are differenced one column at a time.
+_COLUMN_LOOP_MAX = 16
+
+
+def gram_noise_factor(xp: Namespace, dim: int, dtype: object) -> float:
+    """``c`` such that ``c·(‖x‖² + ‖y‖²)`` bounds the rounding noise of the Gram identity.
+
+    The identity leaves noise of about ``sqrt(d)·u·(‖x‖² + ‖y‖²)`` (u: unit roundoff); squared
+    distances below a few times that are noise and are read as exactly 0.
+    """
+    return (4 * math.sqrt(dim) + 4) * float(xp.finfo(dtype).eps)
 
 
 def direct_distances(
@@ -99,6 +112,20 @@ def direct_distances(
                 "a callable label_metric(a, b) must return an array of shape "
                 f"({a.shape[0]}, {b.shape[0]}); got {getattr(out, 'shape', type(out).__name__)}"
             )
+        return out
+    if 0 < a.shape[1] <= _COLUMN_LOOP_MAX:
+        # one (n, m) pass per label column instead of an (n, m, p) array reduced over its
+        # short last axis; |a − b| for one Euclidean column (sqrt(x²) can underflow)
+        out = None
+        for k in range(a.shape[1]):
+            diff = a[:, k, None] - b[None, :, k]
+            if metric == "cityblock" or (metric == "euclidean" and a.shape[1] == 1):
+                term = xp.abs(diff)
+            else:
+                term = diff * diff
+            out = term if out is None else out + term
+        if metric == "euclidean" and a.shape[1] > 1:
+            out = xp.sqrt(out)
         return out
     diff = a[:, None, :] - b[None, :, :]
     if metric == "cityblock":

@@ -29,7 +29,7 @@ import array_api_compat
 
 from . import _validation as v
 from ._validation import Array, Namespace
-from .distances import direct_distances, sq_euclidean_centered
+from .distances import direct_distances, gram_noise_factor
 
 #: Rows × columns of one block of anchor rows when ``block_size`` is not given: the dense
 #: path keeps a handful of (block, B) temporaries alive, about 10 × 4 bytes × this number.
@@ -97,7 +97,7 @@ def prepare(
     batch = embeddings.shape[0]
     f = xp.astype(embeddings, dtype) if embeddings.dtype != dtype else embeddings
     if batch > 0:  # the mean of no rows would warn and be NaN
-        f = f - xp.mean(f, axis=0)
+        f = f - _grid_mean(xp, f)
     y = dl = None
     if labels is not None:
         y = v.labels_for(xp, labels, batch, f, dtype)
@@ -126,13 +126,65 @@ def prepare(
 
 
 @dataclass(frozen=True)
+class _Operands:
+    """Per-call operands shared by every block: augmented features for one-product distances.
+
+    ``left[a] · right[b] = ‖f_a‖² + ‖f_b‖² − 2 f_a·f_b + ε'`` (ε' = ε for squared distances,
+    else 0), so a block's distances come out of one matrix product with no (r, B) pass to add
+    the norms.
+    """
+
+    left: Array  # (B, d + 2): [−2F | ‖f‖² + ε' | 1]
+    right: Array  # (B, d + 2): [F | 1 | ‖f‖²]
+    # the rounding noise of D_ab + ε' is below c·(‖f_a‖² + ‖f_b‖² + ε'): D_ab counts as 0 unless
+    # D_ab + ε' > thr_row[a] + thr_col[b]
+    thr_row: Array  # (B,) c·(‖f_a‖² + ε') + ε'
+    thr_col: Array  # (B,) c·‖f_b‖²
+    cols: Array  # (B,) arange
+
+
+def _operands(p: Problem) -> _Operands:
+    xp, f, norms = p.xp, p.features, p.sq_norms
+    ones = xp.ones((p.batch, 1), dtype=f.dtype, device=array_api_compat.device(f))
+    eps_sq = p.eps if p.squared else 0.0
+    noise = gram_noise_factor(xp, f.shape[1], f.dtype)
+    return _Operands(
+        left=xp.concat([-2 * f, (norms + eps_sq)[:, None], ones], axis=1),
+        right=xp.concat([f, ones, norms[:, None]], axis=1),
+        thr_row=noise * (norms + eps_sq) + eps_sq,
+        thr_col=noise * norms,
+        cols=xp.arange(p.batch, device=array_api_compat.device(f)),
+    )
+
+
+def _grid_mean(xp: Namespace, f: Array) -> Array:
+    """The column means of ``f`` rounded to a power-of-two grid about 2⁻²¹ of ``max |f|``.
+
+    Centring only has to bring the rows near the origin (DESIGN.md §1.3), and a rounded mean
+    makes ``f − mean`` one exact-operand subtraction: a compiler that evaluates the centring
+    twice (XLA fuses it into each consumer, one with ``x − s·(1/n)`` contracted into an FMA)
+    still gets bit-identical rows, so duplicates stay exact duplicates in every operand of
+    the Gram product.  The grid step comes from ``max |f|`` (exact in any evaluation order),
+    rounded half-way between powers of two so that power-of-two data sit far from a step
+    boundary.
+    """
+    top = xp.max(xp.abs(f))
+    top = xp.where(top > 0, top, xp.ones_like(top))
+    tiny = math.log2(float(xp.finfo(f.dtype).smallest_normal))  # keep the step normal
+    step = 2.0 ** xp.clip(xp.floor(xp.log2(top) + 0.5) - 21, min=tiny)
+    return xp.round(xp.mean(f, axis=0) / step) * step
+
+
+@dataclass(frozen=True)
 class _Rows:
     """Per-anchor quantities of one block of anchor rows."""
 
-    rows: Array | None  # (r,) row indices into the batch; None = every row, in order
+    rows: Array | slice | None  # row indices or a slice of the batch; None = every row
     row_loss: Array  # (r,) S_a = Σ over the anchor's counted triplets of l(a, i, j)
     row_count: Array  # (r,) number of counted triplets
-    dloss_ddist: Array | None  # (r, B) ∂S_a/∂D_ab · ∂D_ab/∂(squared distance) · 2
+    # (r, B) K_ab: ∇f_a gains K_ab (f_a − f_b) and ∇f_b loses it (DESIGN.md §1.2); zero where
+    # the pair adds no gradient
+    dloss_ddist: Array | None
 
 
 def _row_blocks(p: Problem) -> list[Array | None]:
@@ -150,45 +202,81 @@ def _row_blocks(p: Problem) -> list[Array | None]:
     return [p.anchors[s : min(s + p.block_size, m)] for s in range(0, m, p.block_size)]
 
 
-def _rows(p: Problem, rows: Array | None, want_grad: bool) -> _Rows:
-    """Loss terms (and ∂/∂D) of the anchors ``rows`` against every neighbour: O(r·B·(d + p))."""
-    xp = p.xp
-    f, norms = p.features, p.sq_norms
-    batch = p.batch
-    dev = array_api_compat.device(f)
-    cols = xp.arange(batch, device=dev)
+def _block_rows(p: Problem) -> list[slice | Array]:
+    """The anchor blocks: slices of the batch (views, no copy) or index arrays for ``anchors``."""
+    if p.anchors is None:
+        return [slice(s, min(s + p.block_size, p.batch)) for s in range(0, p.batch, p.block_size)]
+    m = p.anchors.shape[0]
+    return [p.anchors[s : min(s + p.block_size, m)] for s in range(0, m, p.block_size)]
+
+
+def _take(xp: Namespace, x: Array, rows: Array | slice | None) -> Array:
     if rows is None:
-        fr, nr, ids = f, norms, cols
+        return x
+    if isinstance(rows, slice):
+        return x[rows, ...]
+    return xp.take(x, rows, axis=0)
+
+
+def _rows(
+    p: Problem, rows: Array | slice | None, want_grad: bool, ops: _Operands | None = None
+) -> _Rows:
+    """Loss terms (and ∂/∂D) of the anchors ``rows`` against every neighbour: O(r·B·(d + p)).
+
+    Every (r, B) array is one pass over memory, so the passes are counted: one product gives
+    ``D + ε`` (:class:`_Operands`), one mask ``keep`` marks the pairs that count and are not
+    rounding noise, and the residual is zero off ``valid`` without masking it (``D`` and the
+    label distance both read 0 there).
+    """
+    xp = p.xp
+    ops = _operands(p) if ops is None else ops
+    batch = p.batch
+    cols = ops.cols
+    if rows is None:
+        ids = cols
+    elif isinstance(rows, slice):
+        ids = cols[rows]
     else:
-        fr, nr, ids = xp.take(f, rows, axis=0), xp.take(norms, rows), rows
-    sq = sq_euclidean_centered(xp, fr, nr, f, norms)
+        ids = rows
+    # D_ab + ε' up to rounding noise; pairs below the noise threshold, the anchor itself and
+    # masked-out pairs have D = 0 and add no gradient (∇D = 2 (f_a − f_b) = 0 for duplicates,
+    # whereas K·(f_a − f_b) evaluated as rowsum(K)·f_a − K·f would leave noise u·K_ab·‖f‖)
+    sq = _take(xp, ops.left, rows) @ ops.right.T
     valid = ids[:, None] != cols[None, :]
     if p.mask is not None:
-        valid = valid & (p.mask if rows is None else xp.take(p.mask, rows, axis=0))
-    if p.label_distances is not None:
-        lab = p.label_distances if rows is None else xp.take(p.label_distances, rows, axis=0)
-    else:
-        yr = p.labels if rows is None else xp.take(p.labels, rows, axis=0)
-        lab = direct_distances(xp, yr, p.labels, p.label_metric)
-        if lab.dtype != f.dtype:
-            lab = xp.astype(lab, f.dtype)
-    zero = xp.zeros_like(sq)
+        valid = valid & _take(xp, p.mask, rows)
+    keep = (sq > _take(xp, ops.thr_row, rows)[:, None] + ops.thr_col[None, :]) & valid
     if p.squared:
-        dist = sq
+        dist = None
+        dpe = xp.where(keep, sq, p.eps)  # D + ε
     else:
         # mask the input of sqrt: autodiff through sqrt(0) would give inf · 0 = NaN
-        pos = sq > 0
-        dist = xp.where(pos, xp.sqrt(xp.where(pos, sq, zero + 1)), zero)
-    # invalid entries (self, masked out) get residual 0 before anything else touches them
-    lab = xp.where(valid, lab, zero)
-    u = xp.where(valid, xp.log(dist + p.eps) - xp.log(lab + p.eps), zero)
-    n = xp.sum(xp.astype(valid, f.dtype), axis=1)
-    mean = xp.sum(u, axis=1) / xp.where(n > 0, n, n + 1)
-    dev_ = xp.where(valid, u - mean[:, None], zero)
-    row_loss = n * xp.sum(dev_ * dev_, axis=1)
+        dist = xp.where(keep, xp.sqrt(xp.where(keep, sq, 1.0)), 0.0)
+        dpe = dist + p.eps
+    if p.label_distances is not None:
+        lab = xp.where(valid, _take(xp, p.label_distances, rows), 0.0)
+    else:
+        lab = direct_distances(xp, _take(xp, p.labels, rows), p.labels, p.label_metric)
+        if lab.dtype != dpe.dtype:
+            lab = xp.astype(lab, dpe.dtype)
+        if p.mask is not None or callable(p.label_metric):
+            lab = xp.where(valid, lab, 0.0)
+        # else: named metrics give Δ_aa = 0 exactly, the only pair off ``valid``
+    # U = log((D + ε) / (Δ + ε)): one log; zero off valid, where D = Δ = 0
+    u = xp.log(dpe / (lab + p.eps))
+    r = u.shape[0]
+    if p.mask is None:
+        n = xp.full((r,), max(batch - 1, 0), dtype=u.dtype, device=array_api_compat.device(u))
+    else:
+        n = xp.sum(xp.astype(valid, u.dtype), axis=1)
+    mean = xp.sum(u, axis=1) / xp.where(n > 0, n, 1.0)
+    dev_ = xp.where(valid, u - mean[:, None], 0.0)
+    row_loss = n * _sum_squares(xp, dev_)
     row_count = n * (n - 1) / 2
-    grad_u = 2 * n[:, None] * dev_ if want_grad else None
+    # ∂S_a/∂U_ab = 2 c_a g_ab
+    g, c = dev_, n
     if p.ties == "exclude":
+        zero = xp.zeros_like(u)
         group_n, group_dev = _tie_groups(xp, lab, dev_, valid)
         # pairs across tie groups only, as a sum of non-negative terms rather than the
         # difference n·Σ(U − Ū)² − Σ_g n_g·Σ_g(U − Ū_g)², which cancels when most pairs tie:
@@ -201,20 +289,25 @@ def _rows(p: Problem, rows: Array | None, want_grad: bool) -> _Rows:
         )
         row_count = row_count - xp.sum(xp.where(valid, (group_n - 1) / 2, zero), axis=1)
         if want_grad:
-            grad_u = 2 * (n[:, None] - group_n) * group_dev + 2 * n[:, None] * between
-    ddist = None
-    if want_grad:
-        # ∂U/∂(squared distance): 1/(D + ε) for squared, 1/((D + ε) · 2D) for Euclidean;
-        # the factor 2 of ∂‖f_a − f_b‖²/∂f_a = 2 (f_a − f_b) is folded in here.
-        ddist = 2 * grad_u / (dist + p.eps)
-        # pairs at distance 0 (duplicates, or closer than the distances' rounding noise) add
-        # nothing: ∇D = 2 (f_a − f_b) = 0 there, whereas K·(f_a − f_b) evaluated as
-        # rowsum(K)·f_a − K·f would leave cancellation noise of size u·K_ab·‖f‖, K_ab ~ 1/ε
-        ddist = xp.where(sq > 0, ddist, zero)
-        if not p.squared:
-            pos = dist > 0
-            ddist = xp.where(pos, ddist / (2 * xp.where(pos, dist, zero + 1)), zero)
-    return _Rows(rows=rows, row_loss=row_loss, row_count=row_count, dloss_ddist=ddist)
+            g = (n[:, None] - group_n) * group_dev + n[:, None] * between
+            c = xp.ones_like(n)
+    if not want_grad:
+        return _Rows(rows, row_loss, row_count, None)
+    # K_ab = 2 ∂S_a/∂(D_ab²-distance) with the factor 2 of ∂‖f_a − f_b‖²/∂f_a folded in:
+    # 4 c_a g_ab / (D + ε) for squared distances, 2 c_a g_ab / ((D + ε) · D) for Euclidean
+    if p.squared:
+        kernel = xp.where(keep, ((4 * c)[:, None] * g) / dpe, 0.0)
+    else:
+        kernel = xp.where(keep, ((2 * c)[:, None] * g) / xp.where(keep, dpe * dist, 1.0), 0.0)
+    return _Rows(rows, row_loss, row_count, kernel)
+
+
+def _sum_squares(xp: Namespace, x: Array) -> Array:
+    """``Σ_b x_ab²`` per row; ``linalg.vecdot`` where the namespace has it (no temporary)."""
+    linalg = getattr(xp, "linalg", None)
+    if linalg is not None and hasattr(linalg, "vecdot"):
+        return linalg.vecdot(x, x, axis=-1)
+    return xp.sum(x * x, axis=1)
 
 
 def _tie_groups(xp: Namespace, lab: Array, dev_: Array, valid: Array) -> tuple[Array, Array]:
@@ -259,17 +352,20 @@ def evaluate(
 
     Returns ``(row_loss (m,), row_count (m,), grad (B, d) in the compute dtype or None)``.
     ``row_weights`` (m,) defaults to ones.  Blocks of ``p.block_size`` anchors keep the
-    working memory O(block · B); with one block holding every row the gradient is the single
-    product ``(diag(W·1) − W) · F`` with ``W = K + Kᵀ`` (DESIGN.md §1.2).
+    working memory O(block · B).  With ``K`` from :func:`_rows` (DESIGN.md §1.2), a block of
+    anchors A adds ``rowsum(K)·f_a − (K·F)_a`` to its anchors and ``colsum(K)·f_b − (Kᵀ·F_A)_b``
+    to every row b: two r×B×d products (cheaper than forming ``W = K + Kᵀ``, a strided pass).
     """
     xp = p.xp
     f = p.features
+    ops = _operands(p)
     losses, counts = [], []
+    neighbour = None
+    anchor_parts = []
     grad = None
-    anchor_grads = []
     offset = 0
-    for rows in _row_blocks(p):
-        blk = _rows(p, rows, want_grad)
+    for rows in _block_rows(p):
+        blk = _rows(p, rows, want_grad, ops)
         losses.append(blk.row_loss)
         counts.append(blk.row_count)
         if not want_grad:
@@ -279,25 +375,24 @@ def evaluate(
         if row_weights is not None:
             k = k * row_weights[offset : offset + r, None]
         offset += r
-        if rows is None:  # every row at once: one B×B×d product
-            w = k + k.T
-            grad = xp.sum(w, axis=1)[:, None] * f - w @ f
-            continue
-        fr = xp.take(f, rows, axis=0)
+        fr = _take(xp, f, rows)
         # ∇f_a += Σ_b K_ab (f_a − f_b)   and   ∇f_b −= K_ab (f_a − f_b)
         anchor_part = xp.sum(k, axis=1)[:, None] * fr - k @ f
-        neighbour_part = xp.sum(k, axis=0)[:, None] * f - k.T @ fr
-        grad = neighbour_part if grad is None else grad + neighbour_part
+        nb = xp.sum(k, axis=0)[:, None] * f - k.T @ fr
+        neighbour = nb if neighbour is None else neighbour + nb
         if p.anchors is None:
-            anchor_grads.append(anchor_part)
+            anchor_parts.append(anchor_part)
         else:
-            cols = xp.arange(p.batch, device=array_api_compat.device(f))
-            onehot = xp.astype(rows[:, None] == cols[None, :], f.dtype)
-            grad = grad + onehot.T @ anchor_part
-    if anchor_grads:
-        grad = grad + xp.concat(anchor_grads, axis=0)
-    if want_grad and grad is None:  # no anchors at all
-        grad = xp.zeros_like(f)
+            onehot = xp.astype(rows[:, None] == ops.cols[None, :], f.dtype)
+            anchor_part = onehot.T @ anchor_part
+            grad = anchor_part if grad is None else grad + anchor_part
+    if want_grad:
+        if neighbour is None:  # no anchors at all
+            grad = xp.zeros_like(f)
+        else:
+            grad = neighbour if grad is None else grad + neighbour
+            if anchor_parts:
+                grad = grad + _concat(xp, anchor_parts, f)
     row_loss = _concat(xp, losses, f)
     row_count = _concat(xp, counts, f)
     return row_loss, row_count, grad

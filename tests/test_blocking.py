@@ -1,0 +1,201 @@
+"""Blocks of anchors: the same loss and gradient as one block, and O(block·B) working memory.
+
+``block_size`` splits the anchors into blocks whose (block, B) matrices are the only large
+arrays alive (DESIGN.md §1.1); every block size must give the result of the unblocked path,
+for every option and array library, and the default must split large batches.  Correctness
+only: speed lives in ``benchmarks/``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import tracemalloc
+
+import numpy as np
+import pytest
+import reference
+
+import logratio
+import logratio.loss as core
+
+BACKENDS = ["numpy", "array_api_strict", "torch", "jax"]
+
+
+def namespace(name: str):
+    """(to_array, to_numpy) for a backend, skipping the test where it is not installed."""
+    if importlib.util.find_spec(name) is None:
+        pytest.skip(f"{name} is not installed")
+    if name == "numpy":
+        return np.asarray, np.asarray
+    if name == "array_api_strict":
+        import array_api_strict as xs
+
+        return xs.asarray, lambda a: np.asarray(a)
+    if name == "torch":
+        import torch
+
+        return torch.asarray, lambda a: a.detach().cpu().numpy()
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    return jax.numpy.asarray, np.asarray
+
+
+def case(batch: int, dim: int = 3, seed: int = 0, duplicates: bool = True):
+    """Embeddings on a coarse grid (so that some rows coincide) and labels with ties."""
+    rng = np.random.default_rng(seed)
+    f = rng.integers(-3, 4, size=(batch, dim)).astype(np.float64) / 2
+    if duplicates and batch > 3:
+        f[batch - 1] = f[0]  # a duplicate in another block than its twin
+    y = rng.integers(0, 5, size=batch).astype(np.float64)
+    return f, y
+
+
+OPTIONS = [
+    dict(),
+    dict(squared=False),
+    dict(ties="exclude"),
+    dict(ties="exclude", squared=False, reduction="sum"),
+    dict(reduction="none"),
+    dict(anchors=[5, 0, 5, 11]),  # repeated anchors, out of order
+    dict(anchors=0),
+    dict(mask="random"),
+    dict(label_distances=True),
+    dict(label_metric="cityblock", labels_2d=True),
+]
+OPTION_IDS = [
+    "default",
+    "euclidean",
+    "exclude",
+    "exclude-euclidean-sum",
+    "none",
+    "index-anchors",
+    "paper-anchor",
+    "mask",
+    "label-distances",
+    "cityblock-2d",
+]
+
+
+def arguments(opts: dict, f: np.ndarray, y: np.ndarray, to):
+    """Keyword arguments of the loss for one option set, as arrays of the backend."""
+    opts = dict(opts)
+    batch = f.shape[0]
+    kw: dict = {}
+    labels = y
+    if opts.pop("labels_2d", False):
+        labels = np.stack([y, np.round(np.sin(y))], axis=1)
+    if opts.pop("label_distances", False):
+        kw["label_distances"] = to(np.abs(y[:, None] - y[None, :]))
+        labels = None
+    if opts.get("mask") == "random":
+        rng = np.random.default_rng(1)
+        opts["mask"] = to(rng.random((batch, batch)) < 0.7)
+    if isinstance(opts.get("anchors"), list):
+        opts["anchors"] = to(np.asarray(opts["anchors"]))
+    kw.update(opts)
+    return (None if labels is None else to(labels)), kw
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("opts", OPTIONS, ids=OPTION_IDS)
+def test_every_block_size_gives_the_unblocked_result(backend, opts):
+    to, back = namespace(backend)
+    f, y = case(13)
+    labels, kw = arguments(opts, f, y, to)
+    emb = to(f)
+    loss1, grad1 = core.log_ratio_loss_and_grad(emb, labels, block_size=10_000, **kw)
+    loss1, grad1 = back(loss1), back(grad1)
+    assert np.all(np.isfinite(loss1)) and np.all(np.isfinite(grad1))
+    gscale = np.max(np.abs(grad1)) + 1e-300
+    for block in (1, 2, 3, 5, 12, 13):
+        loss_b, grad_b = core.log_ratio_loss_and_grad(emb, labels, block_size=block, **kw)
+        only = core.log_ratio_loss(emb, labels, block_size=block, **kw)
+        np.testing.assert_allclose(back(loss_b), loss1, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(back(only), loss1, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(back(grad_b), grad1, rtol=1e-10, atol=1e-12 * gscale)
+
+
+@pytest.mark.parametrize("opts", OPTIONS, ids=OPTION_IDS)
+def test_blocked_result_matches_the_reference(opts):
+    """Blocks of 4 (the last one short) against the brute-force float64 enumeration."""
+    f, y = case(13, seed=2)
+    labels, kw = arguments(opts, f, y, np.asarray)
+    if labels is None:
+        dl = kw["label_distances"]
+    else:
+        dl = reference.label_distance_matrix(labels, kw.get("label_metric", "euclidean"))
+    ref_kw = {k: kw[k] for k in ("squared", "ties", "reduction", "mask") if k in kw}
+    anchors = kw.get("anchors")
+    if anchors is not None:
+        ref_kw["anchors"] = np.atleast_1d(anchors).tolist()
+    want = reference.loss(f, dl, **ref_kw)
+    want_grad = reference.gradient(f, dl, **ref_kw)
+    got, grad = core.log_ratio_loss_and_grad(f, labels, block_size=4, **kw)
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(grad, want_grad, rtol=1e-8, atol=1e-10 * np.max(np.abs(want_grad)))
+
+
+def test_default_block_size_splits_large_batches(monkeypatch):
+    """With a small element budget the default block holds a few anchors, same result."""
+    f, y = case(24, seed=3)
+    whole = core.log_ratio_loss_and_grad(f, y, block_size=24)
+    monkeypatch.setattr(core, "DEFAULT_BLOCK_ELEMENTS", 5 * 24)
+    assert core.prepare(f, y).block_size == 5
+    split = core.log_ratio_loss_and_grad(f, y)
+    np.testing.assert_allclose(split[0], whole[0], rtol=1e-12)
+    np.testing.assert_allclose(split[1], whole[1], rtol=1e-10, atol=1e-14)
+
+
+def test_default_block_size_bounds_the_block():
+    """The default block has about DEFAULT_BLOCK_ELEMENTS entries, and at least one row."""
+    for batch in (1, 7, 1000, 5000, 3 * core.DEFAULT_BLOCK_ELEMENTS):
+        f = np.zeros((batch, 1), dtype=np.float32)
+        block = core.prepare(f, np.zeros(batch, dtype=np.float32)).block_size
+        assert block >= 1
+        assert block * batch <= max(core.DEFAULT_BLOCK_ELEMENTS, batch)
+
+
+def test_blocked_jvp_matches_unblocked():
+    """The forward-mode derivative per anchor (used by the JAX adapter) is blocked alike."""
+    f, y = case(13, seed=4, duplicates=False)
+    f = f + np.random.default_rng(7).uniform(-0.1, 0.1, f.shape)  # no two rows coincide
+    t = np.random.default_rng(5).standard_normal(f.shape)
+    p1 = core.prepare(f, y, reduction="none", block_size=13)
+    p2 = core.prepare(f, y, reduction="none", block_size=4)
+    for a, b in zip(core.evaluate_jvp(p1, t), core.evaluate_jvp(p2, t), strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-12)
+    # and it is the directional derivative of the per-anchor losses: central differences
+    step = 1e-6
+    plus = logratio.log_ratio_loss(f + step * t, y, reduction="none")
+    minus = logratio.log_ratio_loss(f - step * t, y, reduction="none")
+    np.testing.assert_allclose(core.evaluate_jvp(p2, t)[2], (plus - minus) / (2 * step), rtol=1e-5)
+
+
+def _peak_bytes(fn) -> int:
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_working_memory_is_order_block_times_batch():
+    """NumPy allocations (``tracemalloc``) of loss + gradient grow with block·B, not B².
+
+    At B = 1024 one B×B float32 matrix is 4 MiB; with blocks of 16 anchors the peak must stay
+    within a few dozen (16, B) arrays plus O(B·d), far below a single B×B matrix.
+    """
+    batch, dim, block = 1024, 16, 16
+    rng = np.random.default_rng(6)
+    f = rng.standard_normal((batch, dim)).astype(np.float32)
+    y = rng.standard_normal(batch).astype(np.float32)
+    logratio.log_ratio_loss_and_grad(f, y, block_size=block)  # warm any one-off allocations
+    blocked = _peak_bytes(lambda: logratio.log_ratio_loss_and_grad(f, y, block_size=block))
+    whole = _peak_bytes(lambda: logratio.log_ratio_loss_and_grad(f, y, block_size=batch))
+    block_bytes = block * batch * 4
+    matrix_bytes = batch * batch * 4
+    assert blocked <= 40 * block_bytes + 16 * batch * (dim + 2) * 4, blocked
+    assert blocked < matrix_bytes / 2
+    assert whole > 3 * matrix_bytes  # the unblocked path does hold several B×B arrays
