@@ -19,6 +19,8 @@ import logratio
 import logratio.loss as core
 
 BACKENDS = ["numpy", "array_api_strict", "torch", "jax"]
+#: Block sizes tried per backend (13 rows): eager JAX compiles every operation per shape.
+BLOCKS = {"numpy": (1, 2, 3, 5, 12), "torch": (1, 2, 3, 5, 12), "array_api_strict": (1, 5)}
 
 
 def namespace(name: str):
@@ -108,7 +110,7 @@ def test_every_block_size_gives_the_unblocked_result(backend, opts):
     loss1, grad1 = back(loss1), back(grad1)
     assert np.all(np.isfinite(loss1)) and np.all(np.isfinite(grad1))
     gscale = np.max(np.abs(grad1)) + 1e-300
-    for block in (1, 2, 3, 5, 12, 13):
+    for block in BLOCKS.get(backend, (1, 5)):
         loss_b, grad_b = core.log_ratio_loss_and_grad(emb, labels, block_size=block, **kw)
         only = core.log_ratio_loss(emb, labels, block_size=block, **kw)
         np.testing.assert_allclose(back(loss_b), loss1, rtol=1e-12, atol=1e-12)
@@ -147,9 +149,10 @@ def test_default_block_size_splits_large_batches(monkeypatch):
     np.testing.assert_allclose(split[1], whole[1], rtol=1e-10, atol=1e-14)
 
 
-def test_default_block_size_bounds_the_block():
+def test_default_block_size_bounds_the_block(monkeypatch):
     """The default block has about DEFAULT_BLOCK_ELEMENTS entries, and at least one row."""
-    for batch in (1, 7, 1000, 5000, 3 * core.DEFAULT_BLOCK_ELEMENTS):
+    monkeypatch.setattr(core, "DEFAULT_BLOCK_ELEMENTS", 4096)
+    for batch in (1, 7, 64, 1000, 5000):
         f = np.zeros((batch, 1), dtype=np.float32)
         block = core.prepare(f, np.zeros(batch, dtype=np.float32)).block_size
         assert block >= 1
