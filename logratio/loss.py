@@ -31,9 +31,14 @@ from . import _validation as v
 from ._validation import Array, Namespace
 from .distances import direct_distances, gram_noise_factor
 
-#: Rows × columns of one block of anchor rows when ``block_size`` is not given: the dense
-#: path keeps a handful of (block, B) temporaries alive, about 10 × 4 bytes × this number.
-DEFAULT_BLOCK_ELEMENTS = 1 << 24
+#: Rows × columns of one block of anchor rows when ``block_size`` is not given.  The dense
+#: path keeps about ten (block, B) temporaries alive (80 MB in float32 at this size); blocks
+#: of a few MB stay in the allocator's reused memory and near the caches, where a B×B block
+#: would fault in fresh pages on every operation (measured: 2× slower at B = 4096).
+DEFAULT_BLOCK_ELEMENTS = 1 << 21
+#: ... but at least this many anchors (or the whole batch): every block also pays a few
+#: (B, d) passes to accumulate the neighbours' gradient, small next to (block, B) ones.
+MIN_BLOCK_ROWS = 256
 
 
 @dataclass(frozen=True)
@@ -106,7 +111,9 @@ def prepare(
     idx = v.anchors_for(xp, anchors, batch, f)
     m = v.mask_for(xp, mask, batch, f)
     if block_size is None:
-        block_size = max(1, DEFAULT_BLOCK_ELEMENTS // max(batch, 1))
+        block_size = max(
+            1, min(batch, max(DEFAULT_BLOCK_ELEMENTS // max(batch, 1), MIN_BLOCK_ROWS))
+        )
     return Problem(
         xp=xp,
         features=f,
@@ -148,12 +155,13 @@ def _operands(p: Problem) -> _Operands:
     ones = xp.ones((p.batch, 1), dtype=f.dtype, device=array_api_compat.device(f))
     eps_sq = p.eps if p.squared else 0.0
     noise = gram_noise_factor(xp, f.shape[1], f.dtype)
+    dev = array_api_compat.device(f)
     return _Operands(
         left=xp.concat([-2 * f, (norms + eps_sq)[:, None], ones], axis=1),
         right=xp.concat([f, ones, norms[:, None]], axis=1),
         thr_row=noise * (norms + eps_sq) + eps_sq,
         thr_col=noise * norms,
-        cols=xp.arange(p.batch, device=array_api_compat.device(f)),
+        cols=xp.arange(p.batch, device=dev),
     )
 
 
@@ -232,16 +240,12 @@ def _rows(
     ops = _operands(p) if ops is None else ops
     batch = p.batch
     cols = ops.cols
-    if rows is None:
-        ids = cols
-    elif isinstance(rows, slice):
-        ids = cols[rows]
-    else:
-        ids = rows
     # D_ab + ε' up to rounding noise; pairs below the noise threshold, the anchor itself and
     # masked-out pairs have D = 0 and add no gradient (∇D = 2 (f_a − f_b) = 0 for duplicates,
     # whereas K·(f_a − f_b) evaluated as rowsum(K)·f_a − K·f would leave noise u·K_ab·‖f‖)
     sq = _take(xp, ops.left, rows) @ ops.right.T
+    # valid: the pairs of an anchor with any other row (and allowed by the mask)
+    ids = cols if rows is None else (cols[rows] if isinstance(rows, slice) else rows)
     valid = ids[:, None] != cols[None, :]
     if p.mask is not None:
         valid = valid & _take(xp, p.mask, rows)
@@ -264,9 +268,10 @@ def _rows(
         # else: named metrics give Δ_aa = 0 exactly, the only pair off ``valid``
     # U = log((D + ε) / (Δ + ε)): one log; zero off valid, where D = Δ = 0
     u = xp.log(dpe / (lab + p.eps))
-    r = u.shape[0]
     if p.mask is None:
-        n = xp.full((r,), max(batch - 1, 0), dtype=u.dtype, device=array_api_compat.device(u))
+        n = xp.full(
+            (u.shape[0],), max(batch - 1, 0), dtype=u.dtype, device=array_api_compat.device(u)
+        )
     else:
         n = xp.sum(xp.astype(valid, u.dtype), axis=1)
     mean = xp.sum(u, axis=1) / xp.where(n > 0, n, 1.0)
@@ -484,7 +489,8 @@ def log_ratio_loss(
         code); ``"exclude"`` drops them (the paper's strict ``Δ_ai < Δ_aj``).
       reduction: ``"mean"`` over counted triplets, ``"sum"``, or ``"none"``: per-anchor sums
         of shape (number of anchors,).
-      block_size: anchors per block; memory is O(block_size · B).  Default: about 2²⁴ / B.
+      block_size: anchors per block; memory is O(block_size · B).  Default: about 2²¹ / B, at
+        least 256.
 
     Returns:
       The loss in the embeddings' namespace and device, in float32 for half-precision input

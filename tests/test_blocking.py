@@ -143,6 +143,7 @@ def test_default_block_size_splits_large_batches(monkeypatch):
     f, y = case(24, seed=3)
     whole = core.log_ratio_loss_and_grad(f, y, block_size=24)
     monkeypatch.setattr(core, "DEFAULT_BLOCK_ELEMENTS", 5 * 24)
+    monkeypatch.setattr(core, "MIN_BLOCK_ROWS", 2)
     assert core.prepare(f, y).block_size == 5
     split = core.log_ratio_loss_and_grad(f, y)
     np.testing.assert_allclose(split[0], whole[0], rtol=1e-12)
@@ -150,13 +151,16 @@ def test_default_block_size_splits_large_batches(monkeypatch):
 
 
 def test_default_block_size_bounds_the_block(monkeypatch):
-    """The default block has about DEFAULT_BLOCK_ELEMENTS entries, and at least one row."""
+    """The default block has about DEFAULT_BLOCK_ELEMENTS entries, and at least MIN_BLOCK_ROWS
+    rows (or the whole batch)."""
     monkeypatch.setattr(core, "DEFAULT_BLOCK_ELEMENTS", 4096)
-    for batch in (1, 7, 64, 1000, 5000):
+    monkeypatch.setattr(core, "MIN_BLOCK_ROWS", 3)
+    for batch in (1, 2, 7, 64, 1000, 5000):
         f = np.zeros((batch, 1), dtype=np.float32)
         block = core.prepare(f, np.zeros(batch, dtype=np.float32)).block_size
-        assert block >= 1
-        assert block * batch <= max(core.DEFAULT_BLOCK_ELEMENTS, batch)
+        assert 1 <= block <= max(batch, 1)
+        assert block * batch <= max(core.DEFAULT_BLOCK_ELEMENTS, 3 * batch)
+        assert block >= min(batch, 3)
 
 
 def test_blocked_jvp_matches_unblocked():
