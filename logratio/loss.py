@@ -257,6 +257,7 @@ def _rows(
         # mask the input of sqrt: autodiff through sqrt(0) would give inf · 0 = NaN
         dist = xp.where(keep, xp.sqrt(xp.where(keep, sq, 1.0)), 0.0)
         dpe = dist + p.eps
+    del sq  # (r, B) temporaries are released as soon as they are used up: peak memory
     if p.label_distances is not None:
         lab = xp.where(valid, _take(xp, p.label_distances, rows), 0.0)
     else:
@@ -276,12 +277,13 @@ def _rows(
         n = xp.sum(xp.astype(valid, u.dtype), axis=1)
     mean = xp.sum(u, axis=1) / xp.where(n > 0, n, 1.0)
     dev_ = xp.where(valid, u - mean[:, None], 0.0)
+    del u
     row_loss = n * _sum_squares(xp, dev_)
     row_count = n * (n - 1) / 2
     # ∂S_a/∂U_ab = 2 c_a g_ab
     g, c = dev_, n
     if p.ties == "exclude":
-        zero = xp.zeros_like(u)
+        zero = xp.zeros_like(dev_)
         group_n, group_dev = _tie_groups(xp, lab, dev_, valid)
         # pairs across tie groups only, as a sum of non-negative terms rather than the
         # difference n·Σ(U − Ū)² − Σ_g n_g·Σ_g(U − Ū_g)², which cancels when most pairs tie:
