@@ -33,6 +33,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -417,7 +418,9 @@ def time_config(config: Config, sizes: list[int]) -> list[Timing]:
     cmd += ["--sizes", ",".join(map(str, todo)), "--repeats", str(ARGS.repeats)]
     cmd += ["--warmup", str(ARGS.warmup), "--seconds-per-config", str(ARGS.seconds_per_config)]
     cmd += _forwarded_args()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # stderr to a file: a pipe that nobody reads fills up with warnings and blocks the child
+    err_file = tempfile.TemporaryFile(mode="w+")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err_file, text=True)
     for line in proc.stdout:
         if not line.startswith("{"):
             continue
@@ -426,8 +429,11 @@ def time_config(config: Config, sizes: list[int]) -> list[Timing]:
         t.times_s, t.skipped, t.load = rec["times_s"], rec["skipped"], rec["load"]
         shown = t.skipped or _fmt_time(t.median_s)
         print(f"  {config.name:15s} B={t.batch:6d}: {shown}   (load {t.load:.2f})", flush=True)
-    err = proc.stderr.read()
-    if proc.wait() != 0:
+    proc.wait()
+    err_file.seek(0)
+    err = err_file.read()
+    err_file.close()
+    if proc.returncode != 0:
         tail = err.strip().splitlines()[-1:] or [""]
         for t in out:
             if not t.times_s and not t.skipped:
