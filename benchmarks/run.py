@@ -19,7 +19,7 @@ floor, which is timed first and last (the lower median counts).  Results go to
 ``<out>/results.json`` (``results-quick.json`` with ``--quick``), a markdown table
 ``results.md`` and a log-log plot ``benchmark.png``.
 
-    python benchmarks/run.py            # the full suite (B = 64 … 16384): about 30 min, 2 cores
+    python benchmarks/run.py            # the full suite (B = 64 … 16384): about 10 min, 2 cores
     python benchmarks/run.py --quick    # B = 64 … 2048, a couple of minutes
 """
 
@@ -789,7 +789,9 @@ def plot(result: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (ax_t, ax_r, ax_m) = plt.subplots(1, 3, figsize=(19, 5.6))
-    styles = {"cdist": dict(color="black", linestyle="--", linewidth=2)}
+    palette = plt.get_cmap("tab10").colors
+    styles = {n: dict(color=palette[i % len(palette)]) for i, n in enumerate(DESCRIPTIONS)}
+    styles["cdist"] = dict(color="black", linestyle="--", linewidth=2)
     floor = {
         t["batch"]: t["median_s"]
         for t in result["time"]
@@ -808,7 +810,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
             rel = [(bb, ss / floor[bb]) for bb, ss in pts if bb in floor]
             if rel and name not in ("cdist", "cdist-cuda"):
                 rb, rs = zip(*rel, strict=True)
-                ax_r.plot(rb, rs, marker="o", label=name)
+                ax_r.plot(rb, rs, marker="o", label=name, **styles[name])
         mem = sorted(
             (m["batch"], m.get("device_peak_bytes") or m.get("rss_delta_bytes"))
             for m in result["memory"]
@@ -873,6 +875,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--out", type=Path, default=HERE / "results")
     ap.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--time-child", default=None, help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--replot", type=Path, default=None, help="only redraw the table and plot of a JSON"
+    )
     return ap.parse_args(argv)
 
 
@@ -883,6 +888,12 @@ def main(argv: list[str] | None = None) -> int:
         ARGS.backends = ["numpy", "torch", "jax", "cupy", "triplets"]
         if not ARGS.quick:
             ARGS.backends.append("torch-compile")
+    if ARGS.replot:
+        result = json.loads(ARGS.replot.read_text())
+        stem = ARGS.replot.stem
+        (ARGS.replot.parent / f"{stem}.md").write_text(markdown(result))
+        plot(result, ARGS.replot.parent / (stem.replace("results", "benchmark", 1) + ".png"))
+        return 0
     sizes = ARGS.sizes or (QUICK_SIZES if ARGS.quick else FULL_SIZES)
     ARGS.repeats = ARGS.repeats or (3 if ARGS.quick else 7)
     if ARGS.wait_idle is None:
