@@ -4,16 +4,18 @@ Kim, Seo, Laptev, Cho, Kwak, *Deep Metric Learning Beyond Binary Supervision*, C
 """
 
 from . import metrics
-from ._dispatch import log_ratio_loss, log_ratio_loss_and_grad
 from .distances import pairwise_distances
 from .knn import knn_table
+from .loss import log_ratio_loss, log_ratio_loss_and_grad
 from .mining import dense_triplets
+from .options import LossOptions
 from .sampler import DenseBatchSampler
 from .triplets import triplet_log_ratio_loss
 
 __all__ = [
     "DenseBatchSampler",
     "LogRatioLoss",
+    "LossOptions",
     "dense_triplets",
     "knn_table",
     "log_ratio_loss",

@@ -1,6 +1,6 @@
 """A float64 reference of the log-ratio loss by explicit enumeration (used by ``logratio check``).
 
-Plain Python loops over every triplet, following DESIGN.md §1 literally and sharing no code
+Plain Python loops over every triplet, following docs/design.md §1 literally and sharing no code
 with the dense implementation (no variance identity, no Gram trick, no blocks): slow,
 O(B³ d), meant for batches of a few dozen at most.
 
@@ -8,7 +8,7 @@ O(B³ d), meant for batches of a few dozen at most.
 
 for every anchor ``a`` and neighbours ``i ≠ j`` (both ``≠ a``, both allowed by the mask),
 one ordering per unordered pair: ``Δ_ai < Δ_aj``, or ``Δ_ai = Δ_aj`` and ``i < j`` when ties
-are included.  The gradient is summed per triplet (DESIGN.md §1.2, the corrected anchor term).
+are included.  The gradient is summed per triplet (docs/design.md §1.2, the corrected anchor term).
 """
 
 from __future__ import annotations

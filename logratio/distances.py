@@ -2,7 +2,7 @@
 
 Embedding distances use the Gram identity ``‖a − b‖² = ‖a‖² + ‖b‖² − 2 a·b`` (one matrix
 product, the cost of ``torch.cdist``) on **centred** inputs: subtracting the mean first keeps
-the identity accurate when every point sits far from the origin (DESIGN.md §1.3).  Label
+the identity accurate when every point sits far from the origin (docs/design.md §1.3).  Label
 distances use explicit differences, so equal label gaps give exactly equal distances and the
 tie rule of the loss sees them as ties.
 """

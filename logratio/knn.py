@@ -1,7 +1,7 @@
 """Nearest neighbours in label space, computed in blocks (Kim et al., CVPR 2019, Sec. 4).
 
 The paper builds each mini-batch around an anchor and its ``k`` nearest neighbours in
-*label* space (DESIGN.md §2).  :func:`knn_table` finds them for every sample at once,
+*label* space (docs/design.md §2).  :func:`knn_table` finds them for every sample at once,
 ``block_size`` rows at a time, so that memory stays O(block_size · N) however large N is,
 in the labels' own Array API namespace and device (GPU arrays stay on the GPU).
 

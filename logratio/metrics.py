@@ -1,4 +1,4 @@
-"""Retrieval metrics for continuous labels (Kim et al., CVPR 2019, Sec. 5; DESIGN.md §3).
+"""Retrieval metrics for continuous labels (Kim et al., CVPR 2019, Sec. 5; docs/design.md §3).
 
 Every query is ranked against a database by squared Euclidean embedding distance
 ``‖f_q − f_b‖²`` (nearest first; equal distances by increasing database index), and the

@@ -3,7 +3,7 @@
 A mini-batch is an anchor, its ``k`` nearest neighbours in label space, and random other
 samples, ordered by increasing label distance to the anchor; every training sample is the
 anchor once per epoch (the authors used batches of 150 with k = 5).  All triplets of the
-batch are then used by the log-ratio loss (DESIGN.md §2).
+batch are then used by the log-ratio loss (docs/design.md §2).
 
 :class:`DenseBatchSampler` yields lists of sample indices and works as a
 ``torch.utils.data.DataLoader(batch_sampler=...)`` unchanged; it imports no framework.

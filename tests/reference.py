@@ -2,7 +2,7 @@
 
 The loops live in :mod:`logratio._reference` (``logratio check`` uses them too); they share no
 code with the dense implementation (no variance identity, no Gram trick, no blocks) and follow
-DESIGN.md §1 literally.  This module gives them the shapes the tests ask for: per-anchor sums
+docs/design.md §1 literally.  This module gives them the shapes the tests ask for: per-anchor sums
 for ``reduction="none"``, the loss and the gradient separately.
 """
 

@@ -1,7 +1,7 @@
 """Blocks of anchors: the same loss and gradient as one block, and O(block·B) working memory.
 
 ``block_size`` splits the anchors into blocks whose (block, B) matrices are the only large
-arrays alive (DESIGN.md §1.1); every block size must give the result of the unblocked path,
+arrays alive (docs/design.md §1.1); every block size must give the result of the unblocked path,
 for every option and array library, and the default must split large batches.  Correctness
 only: speed lives in ``benchmarks/``.
 """
@@ -11,12 +11,14 @@ from __future__ import annotations
 import importlib.util
 import tracemalloc
 
+import core
 import numpy as np
 import pytest
 import reference
 
 import logratio
-import logratio.loss as core
+import logratio._problem as problem_module
+import logratio.loss as public
 
 BACKENDS = ["numpy", "array_api_strict", "torch", "jax"]
 #: Block sizes tried per backend (13 rows): eager JAX compiles every operation per shape.
@@ -106,13 +108,13 @@ def test_every_block_size_gives_the_unblocked_result(backend, opts):
     f, y = case(13)
     labels, kw = arguments(opts, f, y, to)
     emb = to(f)
-    loss1, grad1 = core.log_ratio_loss_and_grad(emb, labels, block_size=10_000, **kw)
+    loss1, grad1 = public.log_ratio_loss_and_grad(emb, labels, block_size=10_000, **kw)
     loss1, grad1 = back(loss1), back(grad1)
     assert np.all(np.isfinite(loss1)) and np.all(np.isfinite(grad1))
     gscale = np.max(np.abs(grad1)) + 1e-300
     for block in BLOCKS.get(backend, (1, 5)):
-        loss_b, grad_b = core.log_ratio_loss_and_grad(emb, labels, block_size=block, **kw)
-        only = core.log_ratio_loss(emb, labels, block_size=block, **kw)
+        loss_b, grad_b = public.log_ratio_loss_and_grad(emb, labels, block_size=block, **kw)
+        only = public.log_ratio_loss(emb, labels, block_size=block, **kw)
         np.testing.assert_allclose(back(loss_b), loss1, rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(back(only), loss1, rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(back(grad_b), grad1, rtol=1e-10, atol=1e-12 * gscale)
@@ -133,7 +135,7 @@ def test_blocked_result_matches_the_reference(opts):
         ref_kw["anchors"] = np.atleast_1d(anchors).tolist()
     want = reference.loss(f, dl, **ref_kw)
     want_grad = reference.gradient(f, dl, **ref_kw)
-    got, grad = core.log_ratio_loss_and_grad(f, labels, block_size=4, **kw)
+    got, grad = public.log_ratio_loss_and_grad(f, labels, block_size=4, **kw)
     np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(grad, want_grad, rtol=1e-8, atol=1e-10 * np.max(np.abs(want_grad)))
 
@@ -141,11 +143,11 @@ def test_blocked_result_matches_the_reference(opts):
 def test_default_block_size_splits_large_batches(monkeypatch):
     """With a small element budget the default block holds a few anchors, same result."""
     f, y = case(24, seed=3)
-    whole = core.log_ratio_loss_and_grad(f, y, block_size=24)
-    monkeypatch.setattr(core, "DEFAULT_BLOCK_ELEMENTS", 5 * 24)
-    monkeypatch.setattr(core, "MIN_BLOCK_ROWS", 2)
+    whole = public.log_ratio_loss_and_grad(f, y, block_size=24)
+    monkeypatch.setattr(problem_module, "DEFAULT_BLOCK_ELEMENTS", 5 * 24)
+    monkeypatch.setattr(problem_module, "MIN_BLOCK_ROWS", 2)
     assert core.prepare(f, y).block_size == 5
-    split = core.log_ratio_loss_and_grad(f, y)
+    split = public.log_ratio_loss_and_grad(f, y)
     np.testing.assert_allclose(split[0], whole[0], rtol=1e-12)
     np.testing.assert_allclose(split[1], whole[1], rtol=1e-10, atol=1e-14)
 
@@ -153,13 +155,13 @@ def test_default_block_size_splits_large_batches(monkeypatch):
 def test_default_block_size_bounds_the_block(monkeypatch):
     """The default block has about DEFAULT_BLOCK_ELEMENTS entries, and at least MIN_BLOCK_ROWS
     rows (or the whole batch)."""
-    monkeypatch.setattr(core, "DEFAULT_BLOCK_ELEMENTS", 4096)
-    monkeypatch.setattr(core, "MIN_BLOCK_ROWS", 3)
+    monkeypatch.setattr(problem_module, "DEFAULT_BLOCK_ELEMENTS", 4096)
+    monkeypatch.setattr(problem_module, "MIN_BLOCK_ROWS", 3)
     for batch in (1, 2, 7, 64, 1000, 5000):
         f = np.zeros((batch, 1), dtype=np.float32)
         block = core.prepare(f, np.zeros(batch, dtype=np.float32)).block_size
         assert 1 <= block <= max(batch, 1)
-        assert block * batch <= max(core.DEFAULT_BLOCK_ELEMENTS, 3 * batch)
+        assert block * batch <= max(problem_module.DEFAULT_BLOCK_ELEMENTS, 3 * batch)
         assert block >= min(batch, 3)
 
 
@@ -170,13 +172,15 @@ def test_blocked_jvp_matches_unblocked():
     t = np.random.default_rng(5).standard_normal(f.shape)
     p1 = core.prepare(f, y, reduction="none", block_size=13)
     p2 = core.prepare(f, y, reduction="none", block_size=4)
-    for a, b in zip(core.evaluate_jvp(p1, t), core.evaluate_jvp(p2, t), strict=True):
+    for a, b in zip(core.anchor_tangents(p1, t), core.anchor_tangents(p2, t), strict=True):
         np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-12)
     # and it is the directional derivative of the per-anchor losses: central differences
     step = 1e-6
     plus = logratio.log_ratio_loss(f + step * t, y, reduction="none")
     minus = logratio.log_ratio_loss(f - step * t, y, reduction="none")
-    np.testing.assert_allclose(core.evaluate_jvp(p2, t)[2], (plus - minus) / (2 * step), rtol=1e-5)
+    np.testing.assert_allclose(
+        core.anchor_tangents(p2, t)[2], (plus - minus) / (2 * step), rtol=1e-5
+    )
 
 
 def _peak_bytes(fn) -> int:

@@ -95,7 +95,7 @@ def test_reference_gradient_matches_finite_differences(squared):
 
 
 def test_single_triplet_closed_form():
-    """DESIGN.md §1.2 for one triplet: ∂l/∂f_i = 4r(f_i − f_a)/(D_ai + ε),
+    """docs/design.md §1.2 for one triplet: ∂l/∂f_i = 4r(f_i − f_a)/(D_ai + ε),
     ∂l/∂f_j = 4r(f_a − f_j)/(D_aj + ε), ∂l/∂f_a = −(∂l/∂f_i + ∂l/∂f_j) — not the widely
     copied ∂l/∂f_i − ∂l/∂f_j."""
     e = 1e-6

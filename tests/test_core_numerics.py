@@ -1,4 +1,4 @@
-"""Numerics that matter (DESIGN.md §1.3): far-off embeddings in float32, centred sums,
+"""Numerics that matter (docs/design.md §1.3): far-off embeddings in float32, centred sums,
 duplicates, batches without triplets, half precision."""
 
 from __future__ import annotations

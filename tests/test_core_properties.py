@@ -1,4 +1,4 @@
-"""Invariances of the log-ratio loss and its gradient (DESIGN.md §1).
+"""Invariances of the log-ratio loss and its gradient (docs/design.md §1).
 
 The loss depends on embeddings only through their pairwise distances, and on the order of
 the rows only through which rows are anchors: translations, rotations and permutations must

@@ -149,8 +149,17 @@ def test_options_are_static_and_checked(x64):
     x = jnp.asarray(f)
     with pytest.raises(TypeError, match="unexpected keyword"):
         logratio.log_ratio_loss(x, y, reductions="sum")
-    with pytest.raises(TypeError, match="hashable"):
+    with pytest.raises(TypeError, match="eps"):
         logratio.log_ratio_loss(x, y, eps=[1e-6])
+
+    class Unhashable:
+        __hash__ = None
+
+        def __call__(self, a, b):
+            return jnp.abs(a[:, None, 0] - b[None, :, 0])
+
+    with pytest.raises(TypeError, match="hashable"):
+        logratio.log_ratio_loss(x, y, label_metric=Unhashable())
     with pytest.raises(ValueError, match="non-negative"):
         logratio.log_ratio_loss(x, label_distances=-np.ones((7, 7)))
     with pytest.raises(ValueError, match="out of range"):

@@ -1,7 +1,8 @@
 """PyTorch adapter: the core's closed-form gradient as the autograd rule of the loss.
 
-:func:`log_ratio_loss` on a ``torch.Tensor`` runs the Array API core (:mod:`logratio.loss`) on
-the tensor's device and registers the closed-form gradient (DESIGN.md §1.2) as its derivative:
+:func:`logratio.log_ratio_loss` on a ``torch.Tensor`` runs the Array API core
+(:mod:`logratio._dense`) on the tensor's device and registers the closed-form gradient
+(docs/design.md §1.2) as its derivative:
 autograd records one node for the whole loss, never the core's internal operations.
 
 Two mechanisms, each for what it does well:
@@ -24,41 +25,25 @@ an error instead of silently returning zero.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 from torch.autograd.function import once_differentiable
 
+from .. import _dense
 from .. import _validation as v
-from .. import loss as _core
+from .._problem import prepare
 from ..distances import direct_distances
+from ..options import LossOptions
 
-__all__ = ["LogRatioLoss", "log_ratio_loss", "log_ratio_loss_and_grad"]
-
-
-class _Options(NamedTuple):
-    """The non-tensor arguments of the custom op, in its schema's order."""
-
-    squared: bool = True
-    label_metric: str = "euclidean"
-    eps: float = 1e-6
-    ties: str = "include"
-    reduction: str = "mean"
-    block_size: int | None = None
-
-
-_HALF = (torch.float16, torch.bfloat16)
-
-
-def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float32 if dtype in _HALF else dtype
+__all__ = ["LogRatioLoss", "loss", "loss_and_grad"]
 
 
 # --------------------------------------------------------------------------- the opaque kernel
 
 
 @torch.library.custom_op("logratio::loss_and_grad", mutates_args=())
-def _loss_and_grad(
+def _loss_and_grad_op(
     embeddings: torch.Tensor,
     labels: torch.Tensor | None,
     label_distances: torch.Tensor | None,
@@ -73,33 +58,28 @@ def _loss_and_grad(
     want_grad: bool,
     row_weights: torch.Tensor | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The reduced loss and, if ``want_grad``, ``Σ_a w_a ∇S_a`` times the reduction's scale.
+    """The reduced loss and, if ``want_grad``, its gradient (:func:`logratio._dense.loss_and_grad`).
 
-    The gradient is in the compute dtype (float32 for half precision); without ``want_grad``
-    it is an empty tensor.  ``row_weights`` (m,) are the ``w_a`` (default ones).
+    The options arrive unpacked (:meth:`LossOptions.schema`); the gradient has the embeddings'
+    dtype, and is an empty tensor without ``want_grad``.  ``row_weights`` (m,) are the
+    upstream weights of ``reduction="none"``.
     """
-    p = _core.prepare(
-        embeddings, labels, label_distances=label_distances, anchors=anchors, mask=mask,
-        squared=squared, label_metric=label_metric, eps=eps, ties=ties, reduction=reduction,
-        block_size=block_size,
-    )  # fmt: skip
-    row_loss, row_count, grad = _core.evaluate(p, want_grad=want_grad, row_weights=row_weights)
-    loss, scale = _core.reduce_loss(p, row_loss, row_count)
+    options = LossOptions.from_schema(squared, label_metric, eps, ties, reduction, block_size)
+    p = prepare(embeddings, labels, label_distances, anchors, mask, options)
+    loss, grad = _dense.loss_and_grad(p, want_grad=want_grad, row_weights=row_weights)
     if grad is None:
-        grad = embeddings.new_empty((0,), dtype=_compute_dtype(embeddings.dtype))
-    elif reduction != "none":
-        grad = grad * scale
+        grad = embeddings.new_empty((0,))
     if reduction == "none" and loss._base is not None:  # outputs may not be views
         loss = loss.clone()
     return loss, grad
 
 
-@_loss_and_grad.register_fake
+@_loss_and_grad_op.register_fake
 def _loss_and_grad_fake(
     embeddings, labels, label_distances, anchors, mask, squared, label_metric, eps, ties,
     reduction, block_size, want_grad, row_weights,
 ):  # fmt: skip
-    dtype = _compute_dtype(embeddings.dtype)
+    dtype = torch.float32 if embeddings.dtype in (torch.float16, torch.bfloat16) else None
     if reduction != "none":
         shape: tuple[Any, ...] = ()
     elif anchors is None:
@@ -109,7 +89,7 @@ def _loss_and_grad_fake(
     else:
         shape = (anchors.numel(),)
     grad_shape = tuple(embeddings.shape) if want_grad else (0,)
-    return embeddings.new_empty(shape, dtype=dtype), embeddings.new_empty(grad_shape, dtype=dtype)
+    return embeddings.new_empty(shape, dtype=dtype), embeddings.new_empty(grad_shape)
 
 
 # --------------------------------------------------------------------------- the autograd rule
@@ -120,8 +100,8 @@ class _LogRatioLossFn(torch.autograd.Function):
 
     @staticmethod
     def forward(embeddings, labels, label_distances, anchors, mask, options, want_grad):
-        return _loss_and_grad(
-            embeddings, labels, label_distances, anchors, mask, *options, want_grad, None
+        return _loss_and_grad_op(
+            embeddings, labels, label_distances, anchors, mask, *options.schema(), want_grad, None
         )
 
     @staticmethod
@@ -130,7 +110,6 @@ class _LogRatioLossFn(torch.autograd.Function):
         _, grad = output
         ctx.mark_non_differentiable(grad)
         ctx.options = options
-        ctx.out_dtype = embeddings.dtype
         ctx.grad_saved = want_grad
         if ctx.grad_saved:
             ctx.save_for_backward(grad)
@@ -144,14 +123,11 @@ class _LogRatioLossFn(torch.autograd.Function):
         if ctx.grad_saved:
             (grad,) = ctx.saved_tensors
         else:
-            embeddings, labels, label_distances, anchors, mask = ctx.saved_tensors
             weights = grad_loss if reduction == "none" else None
-            _, grad = _loss_and_grad(
-                embeddings, labels, label_distances, anchors, mask, *ctx.options, True, weights
-            )
+            _, grad = _loss_and_grad_op(*ctx.saved_tensors, *ctx.options.schema(), True, weights)
         if reduction != "none":
             grad = grad * grad_loss.to(grad.dtype)
-        return grad.to(ctx.out_dtype), None, None, None, None, None, None
+        return grad, None, None, None, None, None, None
 
 
 # --------------------------------------------------------------------------- public functions
@@ -171,22 +147,22 @@ def _tensor(x: Any, name: str, device: torch.device) -> torch.Tensor | None:
         ) from err
 
 
-def _arguments(
+def _op_arguments(
     embeddings: torch.Tensor,
     labels: Any,
     label_distances: Any,
     anchors: Any,
     mask: Any,
-    options: dict[str, Any],
-) -> tuple[tuple[torch.Tensor | None, ...], _Options]:
-    """Tensor arguments and the options of the custom op, checked."""
-    unknown = set(options) - set(_Options._fields)
-    if unknown:
-        raise TypeError(f"unexpected keyword argument(s): {', '.join(sorted(unknown))}")
-    opts = _Options(**options)
-    squared = opts.squared
-    if not isinstance(squared, bool):
-        raise TypeError(f"squared must be a bool; got {squared!r}")
+    options: LossOptions,
+) -> tuple[tuple[torch.Tensor | None, ...], LossOptions]:
+    """The custom op's tensor arguments, and options its schema can carry.
+
+    Arrays become tensors on the embeddings' device; the op checks them.  A callable
+    ``label_metric`` cannot cross the schema: its label distances are computed here (by the
+    core's helper) and enter the op as ``label_distances``.
+    """
+    if not isinstance(embeddings, torch.Tensor):
+        raise TypeError(f"embeddings must be a torch.Tensor; got {type(embeddings).__name__}")
     if isinstance(anchors, bool):
         raise TypeError(
             "anchors must be None, an int, an index array or a boolean mask; got a bool"
@@ -194,73 +170,48 @@ def _arguments(
     dev = embeddings.device
     labels = _tensor(labels, "labels", dev)
     label_distances = _tensor(label_distances, "label_distances", dev)
-    metric = v.label_metric(opts.label_metric)
-    if callable(metric):
+    if callable(options.label_metric):
         if labels is not None and label_distances is None:
-            # a callable cannot cross the custom op's schema: the core's helper computes the
-            # label distances here, and they enter the op as label_distances
             xp = v.namespace(embeddings, name="embeddings")
+            v.embeddings_2d(xp, embeddings)
             dtype = v.compute_dtype(xp, embeddings)
             y = v.labels_for(xp, labels, embeddings.shape[0], embeddings, dtype)
-            label_distances, labels = direct_distances(xp, y, y, metric), None
-        metric = "euclidean"  # unused: the op sees label distances (or the core's error)
+            label_distances, labels = direct_distances(xp, y, y, options.label_metric), None
+        # unused: the op sees label distances (or reports passing both)
+        options = options.replace(label_metric="euclidean")
     tensors = (
         labels,
         label_distances,
         _tensor(anchors, "anchors", dev),
         _tensor(mask, "mask", dev),
     )
-    return tensors, _Options(
-        squared=squared,
-        label_metric=metric,
-        eps=v.positive_float("eps", opts.eps),
-        ties=v.choice("ties", opts.ties, v.TIES),
-        reduction=v.choice("reduction", opts.reduction, v.REDUCTIONS),
-        block_size=v.optional_block_size(opts.block_size),
-    )
+    return tensors, options
 
 
-def log_ratio_loss(
-    embeddings: torch.Tensor,
-    labels: Any = None,
-    *,
-    label_distances: Any = None,
-    anchors: Any = None,
-    mask: Any = None,
-    **options: Any,
-) -> torch.Tensor:
-    """:func:`logratio.log_ratio_loss` for a ``torch.Tensor``, differentiable by autograd.
+def loss(
+    embeddings: torch.Tensor, labels: Any, label_distances: Any, anchors: Any, mask: Any,
+    options: LossOptions,
+) -> torch.Tensor:  # fmt: skip
+    """The loss as a differentiable tensor: its backward is the closed-form gradient.
 
-    The backward is the core's closed-form gradient (first order).  Labels, label distances,
-    anchors and masks may be tensors, NumPy arrays or lists; they move to the embeddings'
-    device and are treated as constants.  Options: ``squared``, ``label_metric``, ``eps``,
-    ``ties``, ``reduction``, ``block_size``, as in the core.
+    Labels, label distances, anchors and masks may be tensors, NumPy arrays or lists; they
+    move to the embeddings' device and are treated as constants.
     """
-    tensors, opts = _arguments(embeddings, labels, label_distances, anchors, mask, options)
+    tensors, options = _op_arguments(embeddings, labels, label_distances, anchors, mask, options)
     # the gradient of reduction="none" depends on the upstream vector: the backward computes it
-    want_grad = torch.is_grad_enabled() and embeddings.requires_grad and opts.reduction != "none"
-    loss, _ = _LogRatioLossFn.apply(embeddings, *tensors, opts, want_grad)
-    return loss
+    want_grad = torch.is_grad_enabled() and embeddings.requires_grad and options.reduction != "none"
+    value, _ = _LogRatioLossFn.apply(embeddings, *tensors, options, want_grad)
+    return value
 
 
-def log_ratio_loss_and_grad(
-    embeddings: torch.Tensor,
-    labels: Any = None,
-    *,
-    label_distances: Any = None,
-    anchors: Any = None,
-    mask: Any = None,
-    **options: Any,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`logratio.log_ratio_loss_and_grad` for a ``torch.Tensor``: plain values.
-
-    Returns ``(loss, ∂loss/∂embeddings)`` without an autograd graph; the gradient has the
-    embeddings' dtype and device.
-    """
-    tensors, opts = _arguments(embeddings, labels, label_distances, anchors, mask, options)
+def loss_and_grad(
+    embeddings: torch.Tensor, labels: Any, label_distances: Any, anchors: Any, mask: Any,
+    options: LossOptions,
+) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """``(loss, ∂loss/∂embeddings)`` as plain tensors, without an autograd graph."""
+    tensors, options = _op_arguments(embeddings, labels, label_distances, anchors, mask, options)
     with torch.no_grad():
-        loss, grad = _loss_and_grad(embeddings, *tensors, *opts, True, None)
-    return loss, grad.to(embeddings.dtype)
+        return _loss_and_grad_op(embeddings, *tensors, *options.schema(), True, None)
 
 
 _UNSET: Any = object()
@@ -272,30 +223,14 @@ class LogRatioLoss(torch.nn.Module):
     ``loss_fn = LogRatioLoss(reduction="mean", ties="include", squared=True, ...)`` then
     ``loss_fn(embeddings, labels)`` or ``loss_fn(embeddings, label_distances=D)``, in the
     idiom of pytorch-metric-learning's losses.  The keyword options are those of
-    :func:`logratio.log_ratio_loss`; ``anchors`` given here is the default of every call,
-    and a call may override it.  The module holds no parameters.
+    :func:`logratio.log_ratio_loss`, stored as one :class:`~logratio.options.LossOptions`
+    (``loss_fn.options``); ``anchors`` given here is the default of every call, and a call may
+    override it.  The module holds no parameters.
     """
 
-    def __init__(
-        self,
-        *,
-        squared: bool = True,
-        label_metric: Any = "euclidean",
-        eps: float = 1e-6,
-        ties: str = "include",
-        reduction: str = "mean",
-        block_size: int | None = None,
-        anchors: Any = None,
-    ) -> None:
+    def __init__(self, *, anchors: Any = None, **options: Any) -> None:
         super().__init__()
-        if not isinstance(squared, bool):
-            raise TypeError(f"squared must be a bool; got {squared!r}")
-        self.squared = squared
-        self.label_metric = v.label_metric(label_metric)
-        self.eps = v.positive_float("eps", eps)
-        self.ties = v.choice("ties", ties, v.TIES)
-        self.reduction = v.choice("reduction", reduction, v.REDUCTIONS)
-        self.block_size = v.optional_block_size(block_size)
+        self.options = LossOptions.from_kwargs(options)
         self.anchors = anchors
 
     def forward(
@@ -307,16 +242,13 @@ class LogRatioLoss(torch.nn.Module):
         anchors: Any = _UNSET,
         mask: Any = None,
     ) -> torch.Tensor:
-        return log_ratio_loss(
-            embeddings, labels, label_distances=label_distances,
-            anchors=self.anchors if anchors is _UNSET else anchors, mask=mask,
-            squared=self.squared, label_metric=self.label_metric, eps=self.eps,
-            ties=self.ties, reduction=self.reduction, block_size=self.block_size,
-        )  # fmt: skip
+        anchors = self.anchors if anchors is _UNSET else anchors
+        return loss(embeddings, labels, label_distances, anchors, mask, self.options)
 
     def extra_repr(self) -> str:
-        metric = getattr(self.label_metric, "__name__", repr(self.label_metric))
+        o = self.options
+        metric = getattr(o.label_metric, "__name__", repr(o.label_metric))
         return (
-            f"squared={self.squared}, label_metric={metric}, eps={self.eps}, "
-            f"ties={self.ties!r}, reduction={self.reduction!r}, block_size={self.block_size}"
+            f"squared={o.squared}, label_metric={metric}, eps={o.eps}, "
+            f"ties={o.ties!r}, reduction={o.reduction!r}, block_size={o.block_size}"
         )

@@ -1,7 +1,7 @@
 """PyTorch training of the demo's network: ``torch.optim.Adam`` on :mod:`.models`' perceptron.
 
 The log-ratio loss goes through :func:`logratio.log_ratio_loss`, whose PyTorch adapter
-registers the closed-form gradient (DESIGN.md §1.2) with autograd.
+registers the closed-form gradient (docs/design.md §1.2) with autograd.
 """
 
 from __future__ import annotations

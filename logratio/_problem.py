@@ -1,0 +1,163 @@
+"""The inputs of one dense-loss evaluation, checked once and brought into one namespace.
+
+:func:`check_inputs` validates the arrays of a call (shapes, dtypes and, where values are
+visible, their contents) and converts them into the embeddings' namespace and device;
+:func:`make_problem` turns checked inputs and a :class:`~logratio.options.LossOptions` into a
+:class:`Problem`: centred features, their norms, the block size.  :func:`prepare` does both.
+An adapter that must check values before tracing (JAX) calls the two steps apart.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from . import _validation as v
+from ._validation import Array, Namespace
+from .options import LossOptions
+
+__all__ = [
+    "DEFAULT_BLOCK_ELEMENTS",
+    "MIN_BLOCK_ROWS",
+    "Inputs",
+    "Problem",
+    "check_inputs",
+    "default_block_size",
+    "make_problem",
+    "prepare",
+]
+
+#: Rows × columns of one block of anchor rows when ``block_size`` is not given.  The dense
+#: path keeps about ten (block, B) temporaries alive (80 MB in float32 at this size); blocks
+#: of a few MB stay in the allocator's reused memory and near the caches, where a B×B block
+#: would fault in fresh pages on every operation (measured: 2× slower at B = 4096).
+DEFAULT_BLOCK_ELEMENTS = 1 << 21
+#: ... but at least this many anchors (or the whole batch): every block also pays a few
+#: (B, d) passes to accumulate the neighbours' gradient, small next to (block, B) ones.
+MIN_BLOCK_ROWS = 256
+
+
+class Inputs(NamedTuple):
+    """Checked arrays of one call, in the embeddings' namespace and device."""
+
+    embeddings: Array  # (B, d), the caller's dtype
+    labels: Array | None  # (B, p) in the compute dtype, or None
+    label_distances: Array | None  # (B, B) in the compute dtype, or None
+    anchors: Array | None  # (m,) indices, or None for every row
+    mask: Array | None  # (B, B) bool, or None
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Everything the dense loss reads: features, label data, anchors, options."""
+
+    xp: Namespace
+    features: Array  # (B, d), centred, compute dtype
+    sq_norms: Array  # (B,), squared row norms of ``features``
+    labels: Array | None
+    label_distances: Array | None
+    anchors: Array | None
+    mask: Array | None
+    options: LossOptions
+    block_size: int  # the options' block size, or the default for this batch
+    out_dtype: Any  # the embeddings' dtype: the gradient's dtype
+
+    @property
+    def batch(self) -> int:
+        return self.features.shape[0]
+
+    @property
+    def num_anchors(self) -> int:
+        return self.batch if self.anchors is None else self.anchors.shape[0]
+
+
+def check_inputs(
+    embeddings: Any,
+    labels: Any = None,
+    label_distances: Any = None,
+    anchors: Any = None,
+    mask: Any = None,
+) -> Inputs:
+    """Validate the arrays of :func:`logratio.log_ratio_loss`; errors name the argument."""
+    xp = v.namespace(embeddings, name="embeddings")
+    v.embeddings_2d(xp, embeddings)
+    dtype = v.compute_dtype(xp, embeddings)
+    if (labels is None) == (label_distances is None):
+        raise ValueError(
+            "pass exactly one of labels (B,) / (B, p) or label_distances (B, B); got "
+            + ("both" if labels is not None else "neither")
+        )
+    batch = embeddings.shape[0]
+    y = dl = None
+    if labels is not None:
+        y = v.labels_for(xp, labels, batch, embeddings, dtype)
+    else:
+        dl = v.label_distances_for(xp, label_distances, batch, embeddings, dtype)
+    return Inputs(
+        embeddings,
+        y,
+        dl,
+        v.anchors_for(xp, anchors, batch, embeddings),
+        v.mask_for(xp, mask, batch, embeddings),
+    )
+
+
+def default_block_size(batch: int) -> int:
+    """About ``DEFAULT_BLOCK_ELEMENTS / B`` anchors, at least ``MIN_BLOCK_ROWS`` (or B)."""
+    return max(1, min(batch, max(DEFAULT_BLOCK_ELEMENTS // max(batch, 1), MIN_BLOCK_ROWS)))
+
+
+def make_problem(inputs: Inputs, options: LossOptions) -> Problem:
+    """The :class:`Problem` of checked ``inputs``: centred features in the compute dtype."""
+    embeddings = inputs.embeddings
+    xp = v.namespace(embeddings)
+    dtype = v.compute_dtype(xp, embeddings)
+    f = xp.astype(embeddings, dtype) if embeddings.dtype != dtype else embeddings
+    batch = f.shape[0]
+    if batch > 0:  # the mean of no rows would warn and be NaN
+        f = f - _grid_mean(xp, f)
+    block = options.block_size if options.block_size is not None else default_block_size(batch)
+    return Problem(
+        xp=xp,
+        features=f,
+        sq_norms=xp.sum(f * f, axis=1),
+        labels=inputs.labels,
+        label_distances=inputs.label_distances,
+        anchors=inputs.anchors,
+        mask=inputs.mask,
+        options=options,
+        block_size=block,
+        out_dtype=embeddings.dtype,
+    )
+
+
+def prepare(
+    embeddings: Any,
+    labels: Any = None,
+    label_distances: Any = None,
+    anchors: Any = None,
+    mask: Any = None,
+    options: LossOptions | None = None,
+) -> Problem:
+    """:func:`check_inputs` then :func:`make_problem` (default options when ``None``)."""
+    inputs = check_inputs(embeddings, labels, label_distances, anchors, mask)
+    return make_problem(inputs, LossOptions() if options is None else options)
+
+
+def _grid_mean(xp: Namespace, f: Array) -> Array:
+    """The column means of ``f`` rounded to a power-of-two grid about 2⁻²¹ of ``max |f|``.
+
+    Centring only has to bring the rows near the origin (docs/design.md §1.3), and a rounded
+    mean makes ``f − mean`` one exact-operand subtraction: a compiler that evaluates the
+    centring twice (XLA fuses it into each consumer, one with ``x − s·(1/n)`` contracted into
+    an FMA) still gets bit-identical rows, so duplicates stay exact duplicates in every operand
+    of the Gram product.  The grid step comes from ``max |f|`` (exact in any evaluation order),
+    rounded half-way between powers of two so that power-of-two data sit far from a step
+    boundary.
+    """
+    top = xp.max(xp.abs(f))
+    top = xp.where(top > 0, top, xp.ones_like(top))
+    tiny = math.log2(float(xp.finfo(f.dtype).smallest_normal))  # keep the step normal
+    step = 2.0 ** xp.clip(xp.floor(xp.log2(top) + 0.5) - 21, min=tiny)
+    return xp.round(xp.mean(f, axis=0) / step) * step

@@ -1,0 +1,93 @@
+"""The options of the dense log-ratio loss: one validated, hashable value.
+
+:class:`LossOptions` is built once where a user calls in (``logratio.log_ratio_loss``,
+``LogRatioLoss(...)``) and travels unchanged to the core: it is JAX's static argument, it
+unpacks into the PyTorch custom op's schema (:meth:`LossOptions.schema`), and it is what the
+``torch.nn.Module`` stores.  Arrays (labels, label distances, anchors, masks) are not options:
+they are checked where their values are visible (:mod:`logratio._problem`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from . import _validation as v
+
+__all__ = ["LossOptions"]
+
+Reduction = Literal["mean", "sum", "none"]
+Ties = Literal["include", "exclude"]
+LabelMetric = Literal["euclidean", "sqeuclidean", "cityblock"]
+
+
+@dataclass(frozen=True)
+class LossOptions:
+    """Options of :func:`logratio.log_ratio_loss` (docs/design.md §1), validated on creation.
+
+    Attributes:
+      squared: squared Euclidean embedding distances ``‖f_a − f_b‖²`` (the paper, Eq. 4) or
+        plain Euclidean ``‖f_a − f_b‖`` (the authors' released code).
+      label_metric: ``"euclidean"``, ``"sqeuclidean"``, ``"cityblock"`` or a callable
+        ``metric(labels_a, labels_b) -> (len(labels_a), len(labels_b))`` that receives arrays
+        of the embeddings' kind.
+      eps: ε, added to both distances before the log.
+      ties: ``"include"`` counts neighbour pairs of equal label distance once (the authors'
+        code); ``"exclude"`` drops them (the paper's strict ``Δ_ai < Δ_aj``).
+      reduction: ``"mean"`` over counted triplets, ``"sum"``, or ``"none"`` (per-anchor sums).
+      block_size: anchors per block (memory O(block_size · B)); ``None`` chooses by size.
+
+    Equal options compare and hash equal, so a compiled function is reused across calls.
+    """
+
+    squared: bool = True
+    label_metric: LabelMetric | Callable[..., Any] = "euclidean"
+    eps: float = 1e-6
+    ties: Ties = "include"
+    reduction: Reduction = "mean"
+    block_size: int | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.squared, bool):
+            raise TypeError(f"squared must be a bool; got {self.squared!r}")
+        _set(self, "label_metric", v.label_metric(self.label_metric))
+        _set(self, "eps", v.positive_float("eps", self.eps))
+        v.choice("ties", self.ties, v.TIES)
+        v.choice("reduction", self.reduction, v.REDUCTIONS)
+        _set(self, "block_size", v.optional_block_size(self.block_size))
+
+    @classmethod
+    def from_kwargs(cls, options: dict[str, Any]) -> LossOptions:
+        """``LossOptions(**options)`` with a clear error for an unknown keyword."""
+        unknown = set(options) - _FIELDS
+        if unknown:
+            raise TypeError(
+                f"unexpected keyword argument(s): {', '.join(sorted(unknown))}; "
+                f"the options are {', '.join(sorted(_FIELDS))}"
+            )
+        return cls(**options)
+
+    def replace(self, **changes: Any) -> LossOptions:
+        """A copy with some options changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def schema(self) -> tuple[Any, ...]:
+        """The options as plain values in field order (a callable metric cannot be one)."""
+        return dataclasses.astuple(self)
+
+    @staticmethod
+    @functools.lru_cache(maxsize=256)
+    def from_schema(*values: Any) -> LossOptions:
+        """The inverse of :meth:`schema`; cached, so a repeated option set is checked once."""
+        return LossOptions(*values)
+
+
+_FIELDS = frozenset(f.name for f in dataclasses.fields(LossOptions))
+
+
+def _set(obj: LossOptions, name: str, value: Any) -> None:
+    """Store a normalised value on the frozen instance (e.g. ``eps=1`` becomes ``1.0``)."""
+    object.__setattr__(obj, name, value)
