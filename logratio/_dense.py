@@ -125,9 +125,14 @@ def _block_terms(p: Problem, rows: slice | Array, ops: _Operands, want_kernel: b
     if opts.squared:
         dist = None
         dpe = xp.where(keep, sq, eps)  # D + ε
-    else:
+    elif opts.root_eps == 0:
         # mask the input of sqrt: autodiff through sqrt(0) would give inf · 0 = NaN
         dist = xp.where(keep, xp.sqrt(xp.where(keep, sq, 1.0)), 0.0)
+        dpe = dist + eps
+    else:
+        # sqrt(‖f_a − f_b‖² + root_eps) on every pair of distinct rows (docs/design.md §6.1);
+        # rounding noise reads as ‖f_a − f_b‖² = 0, so a copy has distance sqrt(root_eps)
+        dist = xp.where(valid, xp.sqrt(xp.where(keep, sq, 0.0) + opts.root_eps), 0.0)
         dpe = dist + eps
     del sq  # (r, B) temporaries are released as soon as they are used up: peak memory
     if p.label_distances is not None:
@@ -173,6 +178,7 @@ def _block_terms(p: Problem, rows: slice | Array, ops: _Operands, want_kernel: b
         return _Terms(row_loss, row_count, None)
     # K_ab = 2 ∂S_a/∂(squared distance) with the factor 2 of ∂‖f_a − f_b‖²/∂f_a folded in:
     # 4 c_a g_ab / (D + ε) for squared distances, 2 c_a g_ab / ((D + ε) · D) for Euclidean
+    # (also with root_eps: ∂D/∂f_a = (f_a − f_b) / D)
     if opts.squared:
         kernel = xp.where(keep, ((4 * c)[:, None] * g) / dpe, 0.0)
     else:
@@ -327,9 +333,11 @@ def loss_and_grad(
     """
     row_loss, row_count, grad = anchor_terms(p, want_grad=want_grad, row_weights=row_weights)
     loss, scale = _reduce(p, row_loss, row_count)
+    loss = loss + p.nonfinite
     if grad is not None:
         if p.options.reduction != "none":
             grad = grad * scale
+        grad = grad + p.nonfinite
         if grad.dtype != p.out_dtype:
             grad = p.xp.astype(grad, p.out_dtype)
     return loss, grad
@@ -342,9 +350,10 @@ def loss_and_jvp(p: Problem, tangent: Array) -> tuple[Array, Array]:
     for ``"none"`` it is the vector of per-anchor derivatives ``dS_a``.
     """
     if p.options.reduction == "none":
-        row_loss, _, row_tangent = anchor_tangents(p, tangent)
-        return row_loss, row_tangent
+        row_loss, _, row_tangent = anchor_tangents(p, tangent + p.nonfinite)
+        return row_loss + p.nonfinite, row_tangent
     row_loss, row_count, grad = anchor_terms(p, want_grad=True)
     loss, scale = _reduce(p, row_loss, row_count)
     t = tangent if tangent.dtype == grad.dtype else p.xp.astype(tangent, grad.dtype)
-    return loss, p.xp.sum(grad * t) * scale
+    # the guard inside the product: JAX's transpose of this rule (its gradient) keeps it
+    return loss + p.nonfinite, p.xp.sum((grad + p.nonfinite) * t) * scale

@@ -13,6 +13,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+import array_api_compat
+
 from . import _validation as v
 from ._validation import Array, Namespace
 from .options import LossOptions
@@ -62,6 +64,9 @@ class Problem:
     options: LossOptions
     block_size: int  # the options' block size, or the default for this batch
     out_dtype: Any  # the embeddings' dtype: the gradient's dtype
+    # 0-d: 0, or NaN when an embedding is NaN or infinite (its norm is then not finite):
+    # added to the loss and the gradient, so that a diverged model shows (docs/design.md §1.3)
+    nonfinite: Array
 
     @property
     def batch(self) -> int:
@@ -118,10 +123,17 @@ def make_problem(inputs: Inputs, options: LossOptions) -> Problem:
     if batch > 0:  # the mean of no rows would warn and be NaN
         f = f - _grid_mean(xp, f)
     block = options.block_size if options.block_size is not None else default_block_size(batch)
+    sq_norms = xp.sum(f * f, axis=1)
+    # the rounding-noise rule would read a NaN pair as a duplicate (no loss, no gradient):
+    # the non-finite rows poison the result instead, at the cost of one pass over B norms
+    if batch > 0:
+        nonfinite = 0 * xp.max(sq_norms)
+    else:
+        nonfinite = xp.zeros((), dtype=f.dtype, device=array_api_compat.device(f))
     return Problem(
         xp=xp,
         features=f,
-        sq_norms=xp.sum(f * f, axis=1),
+        sq_norms=sq_norms,
         labels=inputs.labels,
         label_distances=inputs.label_distances,
         anchors=inputs.anchors,
@@ -129,6 +141,7 @@ def make_problem(inputs: Inputs, options: LossOptions) -> Problem:
         options=options,
         block_size=block,
         out_dtype=embeddings.dtype,
+        nonfinite=nonfinite,
     )
 
 

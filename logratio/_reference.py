@@ -60,9 +60,9 @@ def counted_triplets(
     return out
 
 
-def _dist(f: np.ndarray, a: int, b: int, squared: bool) -> float:
+def _dist(f: np.ndarray, a: int, b: int, squared: bool, root_eps: float = 0.0) -> float:
     s = sum(float(f[a, t] - f[b, t]) ** 2 for t in range(f.shape[1]))
-    return s if squared else math.sqrt(s)
+    return s if squared else math.sqrt(s + root_eps)
 
 
 def loss_and_grad(
@@ -73,6 +73,7 @@ def loss_and_grad(
     mask: np.ndarray | None = None,
     squared: bool = True,
     eps: float = 1e-6,
+    root_eps: float = 0.0,
     ties: str = "include",
     reduction: str = "mean",
 ) -> tuple[float, np.ndarray]:
@@ -83,7 +84,7 @@ def loss_and_grad(
     grad = np.zeros_like(f)
     trips = counted_triplets(dl, anchors, mask, ties)
     for a, i, j in trips:
-        d_ai, d_aj = _dist(f, a, i, squared), _dist(f, a, j, squared)
+        d_ai, d_aj = _dist(f, a, i, squared, root_eps), _dist(f, a, j, squared, root_eps)
         r = (math.log(d_ai + eps) - math.log(d_aj + eps)) - (
             math.log(dl[a, i] + eps) - math.log(dl[a, j] + eps)
         )
@@ -101,7 +102,8 @@ def loss_and_grad(
 
 
 def _ddist(f: np.ndarray, x: int, y: int, dist: float, squared: bool) -> np.ndarray:
-    """∂D(f_x, f_y)/∂f_x: ``2 (f_x − f_y)`` squared, ``(f_x − f_y) / D`` plain (0 at D = 0)."""
+    """∂D(f_x, f_y)/∂f_x: ``2 (f_x − f_y)`` squared, ``(f_x − f_y) / D`` plain (0 at D = 0;
+    with ``root_eps``, D = sqrt(‖f_x − f_y‖² + root_eps) and the same formula)."""
     diff = f[x] - f[y]
     if squared:
         return 2 * diff

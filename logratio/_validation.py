@@ -8,6 +8,7 @@ are skipped, since a traced value cannot be inspected.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
 from typing import Any
 
@@ -53,7 +54,9 @@ def label_metric(value: Any) -> str | Callable[..., Array]:
 
 
 def positive_float(name: str, value: Any) -> float:
-    """Check a strictly positive finite Python number."""
+    """Check a strictly positive finite Python number (not a bool or a string)."""
+    if isinstance(value, (bool, str)):
+        raise TypeError(f"{name} must be a positive float; got {value!r}")
     try:
         out = float(value)
     except (TypeError, ValueError):
@@ -63,13 +66,30 @@ def positive_float(name: str, value: Any) -> float:
     return out
 
 
+def non_negative_float(name: str, value: Any) -> float:
+    """Check a non-negative finite Python number (not a bool or a string)."""
+    if isinstance(value, (bool, str)):
+        raise TypeError(f"{name} must be a non-negative float; got {value!r}")
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a non-negative float; got {value!r}") from None
+    if not out >= 0 or out == float("inf"):
+        raise ValueError(f"{name} must be a non-negative finite float; got {value!r}")
+    return out
+
+
 def optional_block_size(value: Any) -> int | None:
-    """Check ``block_size``: ``None`` or a positive int."""
+    """Check ``block_size``: ``None`` or a positive integer (NumPy integers too)."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    try:
+        out = operator.index(value) if not isinstance(value, bool) else None
+    except TypeError:
+        out = None
+    if out is None or out < 1:
         raise ValueError(f"block_size must be None or a positive int; got {value!r}")
-    return value
+    return out
 
 
 def compute_dtype(xp: Namespace, x: Array) -> Any:
@@ -85,9 +105,11 @@ def compute_dtype(xp: Namespace, x: Array) -> Any:
 
 
 def embeddings_2d(xp: Namespace, x: Array, name: str = "embeddings") -> Array:
-    """Check a (batch, dim) array."""
+    """Check a (batch, dim) array with dim ≥ 1."""
     if getattr(x, "ndim", None) != 2:
         raise ValueError(f"{name} must be a 2-D array of shape (batch, dim); got shape {_shape(x)}")
+    if x.shape[1] == 0:
+        raise ValueError(f"{name} must have at least one column (dim ≥ 1); got shape {_shape(x)}")
     return x
 
 
@@ -130,6 +152,8 @@ def labels_for(xp: Namespace, labels: Any, batch: int, like: Array, dtype: Any) 
         )
     if y.dtype != dtype:
         y = xp.astype(y, dtype)
+    if _concrete_any(xp, ~xp.isfinite(y)):
+        raise ValueError("labels must be finite (no NaN or inf)")
     return y
 
 
@@ -145,9 +169,16 @@ def label_distances_for(
             f"label_distances must have shape ({batch}, {batch}) to match embeddings; "
             f"got shape {_shape(dl)}"
         )
-    if _concrete_any(xp, dl < 0):
-        raise ValueError("label_distances must be non-negative")
+    check_label_distance_values(xp, dl, "label_distances")
     return dl
+
+
+def check_label_distance_values(xp: Namespace, dl: Array, name: str) -> None:
+    """Label distances must be finite and non-negative (checked where values are concrete)."""
+    if _concrete_any(xp, ~xp.isfinite(dl)):
+        raise ValueError(f"{name} must be finite (no NaN or inf)")
+    if _concrete_any(xp, dl < 0):
+        raise ValueError(f"{name} must be non-negative")
 
 
 def anchors_for(xp: Namespace, anchors: Any, batch: int, like: Array) -> Array | None:
@@ -179,7 +210,13 @@ def anchors_for(xp: Namespace, anchors: Any, batch: int, like: Array) -> Array |
             raise ValueError(
                 f"a boolean anchors mask must have shape ({batch},); got shape {_shape(a)}"
             )
-        return xp.nonzero(a)[0]
+        try:
+            return xp.nonzero(a)[0]
+        except TypeError as err:  # a traced mask (jax.jit): nonzero needs concrete values
+            raise TypeError(
+                "a boolean anchors mask needs concrete values; under jax.jit pass anchor "
+                f"indices instead (e.g. computed outside the jitted function): {err}"
+            ) from None
     if not xp.isdtype(a.dtype, "integral"):
         raise TypeError(f"anchors must hold integers or booleans; got dtype {a.dtype}")
     if _concrete_any(xp, (a < -batch) | (a >= batch)):

@@ -34,6 +34,9 @@ def pairwise_distances(x: Array, y: Array | None = None, *, metric: str = "sqeuc
     """
     xp = v.namespace(x, y, name="x (and y)")
     v.choice("metric", metric, v.EMBEDDING_METRICS)
+    for name, arr in (("x", x), ("y", y)):
+        if arr is not None and xp.isdtype(arr.dtype, "complex floating"):
+            raise TypeError(f"{name} must be real; got dtype {arr.dtype}")
     x = _as_2d(xp, x, "x")
     if y is not None:
         y = _as_2d(xp, y, "y")
@@ -106,13 +109,7 @@ def direct_distances(
     Memory O(len(a)·len(b)·p): meant for labels, whose dimension p is small.
     """
     if callable(metric):
-        out = metric(a, b)
-        if getattr(out, "shape", None) is None or tuple(out.shape) != (a.shape[0], b.shape[0]):
-            raise ValueError(
-                "a callable label_metric(a, b) must return an array of shape "
-                f"({a.shape[0]}, {b.shape[0]}); got {getattr(out, 'shape', type(out).__name__)}"
-            )
-        return out
+        return _call_metric(xp, metric, a, b)
     if 0 < a.shape[1] <= _COLUMN_LOOP_MAX:
         # one (n, m) pass per label column instead of an (n, m, p) array reduced over its
         # short last axis; |a − b| for one Euclidean column (sqrt(x²) can underflow)
@@ -132,6 +129,35 @@ def direct_distances(
         return xp.sum(xp.abs(diff), axis=2)
     sq = xp.sum(diff * diff, axis=2)
     return sq if metric == "sqeuclidean" else xp.sqrt(sq)
+
+
+def _call_metric(xp: Namespace, metric: Callable[..., Array], a: Array, b: Array) -> Array:
+    """``metric(a, b)``, checked: an (len(a), len(b)) array of the inputs' kind whose values,
+    where they can be read, are finite and non-negative."""
+    name = getattr(metric, "__name__", type(metric).__name__)
+    try:
+        out = metric(a, b)
+    except Exception as err:
+        raise ValueError(
+            f"the callable label_metric {name} raised {type(err).__name__}: {err}"
+        ) from err
+    try:
+        same = v.namespace(out) is xp
+    except TypeError:
+        same = False
+    if not same:
+        raise TypeError(
+            f"the callable label_metric {name} must return an array of its inputs' kind "
+            f"({type(a).__module__}.{type(a).__name__}); got {type(out).__module__}."
+            f"{type(out).__name__}"
+        )
+    if tuple(out.shape) != (a.shape[0], b.shape[0]):
+        raise ValueError(
+            "a callable label_metric(a, b) must return an array of shape "
+            f"({a.shape[0]}, {b.shape[0]}); got {tuple(out.shape)}"
+        )
+    v.check_label_distance_values(xp, out, f"the distances of label_metric {name}")
+    return out
 
 
 def _row_sq_norms(xp: Namespace, x: Array) -> Array:

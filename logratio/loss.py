@@ -42,6 +42,7 @@ def log_ratio_loss(
     squared: bool = True,
     label_metric: Any = "euclidean",
     eps: float = 1e-6,
+    root_eps: float = 0.0,
     ties: str = "include",
     reduction: str = "mean",
     block_size: int | None = None,
@@ -64,6 +65,13 @@ def log_ratio_loss(
         ``metric(labels_a, labels_b) -> (len(labels_a), len(labels_b))``, called with arrays
         of the embeddings' kind.
       eps: added to both distances before the log.
+      root_eps: with ``squared=False``, distances ``sqrt(‖f_a − f_b‖² + root_eps)`` for
+        a ≠ b, as the released implementations compute them (docs/design.md §6.1).  The
+        authors' mini-batch loss is exactly
+        ``log_ratio_loss(F, label_distances=L, anchors=0, squared=False, root_eps=1e-4 / d)``
+        (d the embedding width); HEBO's ``LogRatioLossTorch`` is exactly
+        ``log_ratio_loss(F, Y, squared=False, label_metric="cityblock", ties="exclude",
+        root_eps=1e-4 / B)``.
       ties: ``"include"`` counts neighbour pairs with equal label distance once (authors'
         code); ``"exclude"`` drops them (the paper's strict ``Δ_ai < Δ_aj``).
       reduction: ``"mean"`` over counted triplets, ``"sum"``, or ``"none"``: per-anchor sums
@@ -86,8 +94,8 @@ def log_ratio_loss(
     memory.
     """
     options = LossOptions(
-        squared=squared, label_metric=label_metric, eps=eps, ties=ties, reduction=reduction,
-        block_size=block_size,
+        squared=squared, label_metric=label_metric, eps=eps, root_eps=root_eps, ties=ties,
+        reduction=reduction, block_size=block_size,
     )  # fmt: skip
     adapter = adapter_for(embeddings)
     return adapter.loss(embeddings, labels, label_distances, anchors, mask, options)
@@ -103,6 +111,7 @@ def log_ratio_loss_and_grad(
     squared: bool = True,
     label_metric: Any = "euclidean",
     eps: float = 1e-6,
+    root_eps: float = 0.0,
     ties: str = "include",
     reduction: str = "mean",
     block_size: int | None = None,
@@ -115,8 +124,8 @@ def log_ratio_loss_and_grad(
     Cost: one more B×B×d matrix product than the loss alone.
     """
     options = LossOptions(
-        squared=squared, label_metric=label_metric, eps=eps, ties=ties, reduction=reduction,
-        block_size=block_size,
+        squared=squared, label_metric=label_metric, eps=eps, root_eps=root_eps, ties=ties,
+        reduction=reduction, block_size=block_size,
     )  # fmt: skip
     adapter = adapter_for(embeddings)
     return adapter.loss_and_grad(embeddings, labels, label_distances, anchors, mask, options)

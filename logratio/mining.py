@@ -43,6 +43,7 @@ def dense_triplets(
             f"label_distances must be a square (B, B) array; got shape {tuple(dl.shape)}"
         )
     v.choice("ties", ties, v.TIES)
+    v.check_label_distance_values(xp, dl, "label_distances")
     batch = dl.shape[0]
     dev = array_api_compat.device(dl)
     idx = v.anchors_for(xp, anchors, batch, dl)

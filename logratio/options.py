@@ -35,6 +35,10 @@ class LossOptions:
         ``metric(labels_a, labels_b) -> (len(labels_a), len(labels_b))`` that receives arrays
         of the embeddings' kind.
       eps: ε, added to both distances before the log.
+      root_eps: with ``squared=False``, the embedding distance is
+        ``sqrt(‖f_a − f_b‖² + root_eps)`` for a ≠ b, as in the released implementations
+        (docs/design.md §6.1): the authors' code uses ``1e-4 / d``, HEBO's ``1e-4 / B``.  A
+        copy of the anchor then has distance ``sqrt(root_eps)``.  Must be 0 when ``squared``.
       ties: ``"include"`` counts neighbour pairs of equal label distance once (the authors'
         code); ``"exclude"`` drops them (the paper's strict ``Δ_ai < Δ_aj``).
       reduction: ``"mean"`` over counted triplets, ``"sum"``, or ``"none"`` (per-anchor sums).
@@ -46,6 +50,7 @@ class LossOptions:
     squared: bool = True
     label_metric: LabelMetric | Callable[..., Any] = "euclidean"
     eps: float = 1e-6
+    root_eps: float = 0.0
     ties: Ties = "include"
     reduction: Reduction = "mean"
     block_size: int | None = None
@@ -55,6 +60,12 @@ class LossOptions:
             raise TypeError(f"squared must be a bool; got {self.squared!r}")
         _set(self, "label_metric", v.label_metric(self.label_metric))
         _set(self, "eps", v.positive_float("eps", self.eps))
+        _set(self, "root_eps", v.non_negative_float("root_eps", self.root_eps))
+        if self.squared and self.root_eps != 0:
+            raise ValueError(
+                "root_eps applies to plain Euclidean distances: pass squared=False with "
+                f"root_eps={self.root_eps!r} (squared distances have no square root)"
+            )
         v.choice("ties", self.ties, v.TIES)
         v.choice("reduction", self.reduction, v.REDUCTIONS)
         _set(self, "block_size", v.optional_block_size(self.block_size))

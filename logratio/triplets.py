@@ -12,6 +12,7 @@ from typing import Any
 
 from . import _validation as v
 from ._validation import Array
+from .options import LossOptions
 
 
 def triplet_log_ratio_loss(
@@ -21,6 +22,7 @@ def triplet_log_ratio_loss(
     *,
     squared: bool = True,
     eps: float = 1e-6,
+    root_eps: float = 0.0,
     reduction: str = "mean",
 ) -> Array:
     """Log-ratio loss over the given triplets.
@@ -28,10 +30,13 @@ def triplet_log_ratio_loss(
     Args:
       embeddings: (B, d) floating array.
       label_distances: (B, B) non-negative label distances.
-      triplets: ``(a, i, j)``, three 1-D integer arrays of equal length (anchor, nearer
-        neighbour, farther neighbour), or one (T, 3) integer array.
+      triplets: a tuple ``(a, i, j)`` of three 1-D integer arrays of equal length (anchor,
+        nearer neighbour, farther neighbour), or one (T, 3) integer array of rows
+        ``(a, i, j)``.  A list is refused: it would read both ways.
       squared: squared Euclidean embedding distances (default) or Euclidean.
       eps: added to both distances before the log.
+      root_eps: with ``squared=False``, distances ``sqrt(‖f_a − f_b‖² + root_eps)`` as in
+        :func:`logratio.log_ratio_loss` (docs/design.md §6.1).
       reduction: ``"mean"`` over the triplets, ``"sum"``, or ``"none"`` (one value per triplet).
 
     Returns:
@@ -40,10 +45,8 @@ def triplet_log_ratio_loss(
     xp = v.namespace(embeddings, name="embeddings")
     v.embeddings_2d(xp, embeddings)
     dtype = v.compute_dtype(xp, embeddings)
-    v.choice("reduction", reduction, v.REDUCTIONS)
-    eps = v.positive_float("eps", eps)
-    if not isinstance(squared, bool):
-        raise TypeError(f"squared must be a bool; got {squared!r}")
+    options = LossOptions(squared=squared, eps=eps, root_eps=root_eps, reduction=reduction)
+    eps, root_eps = options.eps, options.root_eps
     f = xp.astype(embeddings, dtype) if embeddings.dtype != dtype else embeddings
     batch = f.shape[0]
     dl = v.label_distances_for(xp, label_distances, batch, f, dtype)
@@ -54,6 +57,8 @@ def triplet_log_ratio_loss(
         sq = xp.sum(diff * diff, axis=1)
         if squared:
             return sq
+        if root_eps > 0:
+            return xp.sqrt(sq + root_eps)
         pos = sq > 0  # mask sqrt's input so that autodiff at sq = 0 gives 0, not NaN
         zero = xp.zeros_like(sq)
         return xp.where(pos, xp.sqrt(xp.where(pos, sq, zero + 1)), zero)
@@ -75,7 +80,16 @@ def triplet_log_ratio_loss(
 
 
 def _triplet_indices(xp: Any, triplets: Any, batch: int, like: Array) -> tuple[Array, ...]:
-    if isinstance(triplets, (tuple, list)) and len(triplets) == 3:
+    if isinstance(triplets, list):
+        raise TypeError(
+            "triplets must be a tuple (a, i, j) of index arrays or one (T, 3) array; got a "
+            "list, which reads both ways: pass tuple(...) or an array of rows (T, 3)"
+        )
+    if isinstance(triplets, tuple):
+        if len(triplets) != 3:
+            raise ValueError(
+                f"triplets as a tuple must be (a, i, j), three index arrays; got {len(triplets)}"
+            )
         parts = [v.as_array(xp, t, like=like, name="triplets") for t in triplets]
     else:
         t = v.as_array(xp, triplets, like=like, name="triplets")

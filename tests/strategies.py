@@ -89,6 +89,7 @@ class LossCase:
     label_metric: Any = "euclidean"
     ties: str = "include"
     reduction: str = "mean"
+    root_eps: float = 0.0  # sqrt(‖f_a − f_b‖² + root_eps) with squared=False
 
     @property
     def batch(self) -> int:
@@ -99,6 +100,8 @@ class LossCase:
         return self.embeddings.shape[1]
 
     def replace(self, **changes: Any) -> LossCase:
+        if changes.get("squared") and "root_eps" not in changes:
+            changes["root_eps"] = 0.0  # squared distances take no root_eps
         return dataclasses.replace(self, **changes)
 
     def loss_kwargs(self, convert: Callable[[np.ndarray], Any] = lambda x: x) -> dict[str, Any]:
@@ -113,6 +116,8 @@ class LossCase:
             "reduction": self.reduction,
             "anchors": self.anchors,
         }
+        if self.root_eps:
+            kw["root_eps"] = self.root_eps
         if isinstance(self.anchors, np.ndarray):
             kw["anchors"] = convert(self.anchors)
         if self.mask is not None:
@@ -149,6 +154,7 @@ class LossCase:
             "mask": self.mask,
             "squared": self.squared,
             "ties": self.ties,
+            "root_eps": self.root_eps,
         }
 
     def permuted(self, perm: Sequence[int]) -> LossCase:
@@ -400,6 +406,9 @@ def loss_cases(
     dim = draw(dims(max_dim))
     emb = draw(embedding_arrays(batch, dim, coarse=coarse, duplicates=duplicates))
     source = _choose(draw, source, st.sampled_from(SOURCES))
+    squared = _choose(draw, squared, st.booleans())
+    # the released implementations' sqrt(‖f_a − f_b‖² + root_eps), with their two values
+    root_eps = 0.0 if squared else draw(st.sampled_from([0.0, 1e-4 / dim, 1e-4 / max(batch, 1)]))
     labels = dists = None
     metric = "euclidean"
     if source == "labels":
@@ -413,10 +422,11 @@ def loss_cases(
         label_distances=dists,
         anchors=_option(draw, anchors, anchor_specs(batch)),
         mask=_option(draw, mask, masks(batch)),
-        squared=_choose(draw, squared, st.booleans()),
+        squared=squared,
         label_metric=metric,
         ties=_choose(draw, ties, st.sampled_from(TIES)),
         reduction=_choose(draw, reduction, st.sampled_from(REDUCTIONS)),
+        root_eps=root_eps,
     )
 
 

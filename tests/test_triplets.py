@@ -31,10 +31,14 @@ def test_triplet_loss_on_dense_triplets_equals_dense_loss(squared, dtype, case):
     for reduction in ("mean", "sum"):
         kw = dense_kw.replace(reduction=reduction).loss_kwargs()
         dense = logratio.log_ratio_loss(f, **kw)
-        got = logratio.triplet_log_ratio_loss(f, dl, trip, squared=squared, reduction=reduction)
+        got = logratio.triplet_log_ratio_loss(
+            f, dl, trip, squared=squared, root_eps=case.root_eps, reduction=reduction
+        )
         assert np.asarray(got).dtype == dtype
         np.testing.assert_allclose(got, dense, rtol=50 * RTOL[dtype], atol=floor)
-    per_triplet = logratio.triplet_log_ratio_loss(f, dl, trip, squared=squared, reduction="none")
+    per_triplet = logratio.triplet_log_ratio_loss(
+        f, dl, trip, squared=squared, root_eps=case.root_eps, reduction="none"
+    )
     assert np.shape(per_triplet) == np.shape(trip[0])
     dense_rows = logratio.log_ratio_loss(f, **dense_kw.replace(reduction="none").loss_kwargs())
     rows = case.anchor_list()

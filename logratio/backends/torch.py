@@ -19,8 +19,10 @@ The forward computes the gradient together with the loss when it will be needed 
 requires grad and grad mode is on) and saves it: one more B×B×d product than the loss alone,
 where recomputing in the backward would repeat the whole B×B evaluation.  For
 ``reduction="none"`` the gradient depends on the upstream vector ``w``, so the backward
-evaluates ``Σ_a w_a ∇S_a`` then.  The backward is first-order only: a second derivative raises
-an error instead of silently returning zero.
+evaluates ``Σ_a w_a ∇S_a`` then.  Higher derivatives are exact: a recorded backward
+(``create_graph=True``, ``torch.func.hessian``) recomputes the gradient with the core's
+differentiable operations; forward mode (``torch.func.jvp``) uses the core's JVP, and
+``torch.func.vmap`` evaluates one problem at a time.
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch.autograd.function import once_differentiable
 
 from .. import _dense
 from .. import _validation as v
@@ -52,6 +53,7 @@ def _loss_and_grad_op(
     squared: bool,
     label_metric: str,
     eps: float,
+    root_eps: float,
     ties: str,
     reduction: str,
     block_size: int | None,
@@ -64,7 +66,9 @@ def _loss_and_grad_op(
     dtype, and is an empty tensor without ``want_grad``.  ``row_weights`` (m,) are the
     upstream weights of ``reduction="none"``.
     """
-    options = LossOptions.from_schema(squared, label_metric, eps, ties, reduction, block_size)
+    options = LossOptions.from_schema(
+        squared, label_metric, eps, root_eps, ties, reduction, block_size
+    )
     p = prepare(embeddings, labels, label_distances, anchors, mask, options)
     loss, grad = _dense.loss_and_grad(p, want_grad=want_grad, row_weights=row_weights)
     if grad is None:
@@ -76,8 +80,8 @@ def _loss_and_grad_op(
 
 @_loss_and_grad_op.register_fake
 def _loss_and_grad_fake(
-    embeddings, labels, label_distances, anchors, mask, squared, label_metric, eps, ties,
-    reduction, block_size, want_grad, row_weights,
+    embeddings, labels, label_distances, anchors, mask, squared, label_metric, eps, root_eps,
+    ties, reduction, block_size, want_grad, row_weights,
 ):  # fmt: skip
     dtype = torch.float32 if embeddings.dtype in (torch.float16, torch.bfloat16) else None
     if reduction != "none":
@@ -96,7 +100,15 @@ def _loss_and_grad_fake(
 
 
 class _LogRatioLossFn(torch.autograd.Function):
-    """``loss = L(embeddings)`` with the closed-form ``∂L/∂embeddings`` as its derivative."""
+    """``loss = L(embeddings)`` with the closed-form ``∂L/∂embeddings`` as its derivative.
+
+    Reverse mode: the gradient saved by the forward (or, for ``reduction="none"``, evaluated
+    with the upstream weights).  When the backward itself is being recorded
+    (``create_graph=True``, ``torch.func`` transforms), the gradient is recomputed with the
+    core's own differentiable operations, so that second derivatives (gradient penalties,
+    ``torch.func.hessian``, ``gradgradcheck``) are exact.  Forward mode (``torch.func.jvp``,
+    ``jacfwd``): :func:`logratio._dense.loss_and_jvp`.
+    """
 
     @staticmethod
     def forward(embeddings, labels, label_distances, anchors, mask, options, want_grad):
@@ -111,23 +123,53 @@ class _LogRatioLossFn(torch.autograd.Function):
         ctx.mark_non_differentiable(grad)
         ctx.options = options
         ctx.grad_saved = want_grad
-        if ctx.grad_saved:
-            ctx.save_for_backward(grad)
-        else:
-            ctx.save_for_backward(embeddings, labels, label_distances, anchors, mask)
+        arrays = (embeddings, labels, label_distances, anchors, mask)
+        ctx.save_for_backward(*arrays, grad if want_grad else None)
+        ctx.save_for_forward(*arrays)
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad_loss, _grad_of_grad):
+        *arrays, grad = ctx.saved_tensors
         reduction = ctx.options.reduction
-        if ctx.grad_saved:
-            (grad,) = ctx.saved_tensors
-        else:
-            weights = grad_loss if reduction == "none" else None
-            _, grad = _loss_and_grad_op(*ctx.saved_tensors, *ctx.options.schema(), True, weights)
+        weights = grad_loss if reduction == "none" else None
+        if torch.is_grad_enabled():  # the backward is recorded: keep it differentiable
+            p = prepare(*arrays, ctx.options)
+            _, grad = _dense.loss_and_grad(p, want_grad=True, row_weights=weights)
+        elif not ctx.grad_saved:
+            _, grad = _loss_and_grad_op(*arrays, *ctx.options.schema(), True, weights)
         if reduction != "none":
             grad = grad * grad_loss.to(grad.dtype)
         return grad, None, None, None, None, None, None
+
+    @staticmethod
+    def vmap(info, in_dims, embeddings, labels, label_distances, anchors, mask, options, want):
+        """``torch.func.vmap``: one evaluation per problem of the batch (the core handles one
+        problem at a time); outputs stacked along dimension 0."""
+        arrays = (embeddings, labels, label_distances, anchors, mask)
+        outs = []
+        for k in range(info.batch_size):
+            one = [
+                x if x is None or d is None else x.select(d, k)
+                for x, d in zip(arrays, in_dims[:5], strict=True)
+            ]
+            outs.append(_LogRatioLossFnForward.apply(*one, options, want))
+        loss = torch.stack([o[0] for o in outs])
+        grad = torch.stack([o[1] for o in outs])
+        return (loss, grad), (0, 0)
+
+
+class _LogRatioLossFnForward(_LogRatioLossFn):
+    """:class:`_LogRatioLossFn` with forward mode, for eager calls (Dynamo cannot trace an
+    ``autograd.Function`` that defines ``jvp``: compiled graphs use the class above)."""
+
+    @staticmethod
+    def jvp(ctx, tangent, *_constant_tangents):
+        embeddings, labels, label_distances, anchors, mask = ctx.saved_tensors
+        if tangent is None:
+            tangent = torch.zeros_like(embeddings)
+        p = prepare(embeddings, labels, label_distances, anchors, mask, ctx.options)
+        _, out = _dense.loss_and_jvp(p, tangent)
+        return out, None
 
 
 # --------------------------------------------------------------------------- public functions
@@ -161,8 +203,11 @@ def _op_arguments(
     ``label_metric`` cannot cross the schema: its label distances are computed here (by the
     core's helper) and enter the op as ``label_distances``.
     """
-    if not isinstance(embeddings, torch.Tensor):
-        raise TypeError(f"embeddings must be a torch.Tensor; got {type(embeddings).__name__}")
+    if embeddings.layout != torch.strided:
+        raise TypeError(
+            f"embeddings must be a dense (strided) tensor; got layout {embeddings.layout} "
+            "(call .to_dense() first)"
+        )
     if isinstance(anchors, bool):
         raise TypeError(
             "anchors must be None, an int, an index array or a boolean mask; got a bool"
@@ -200,7 +245,8 @@ def loss(
     tensors, options = _op_arguments(embeddings, labels, label_distances, anchors, mask, options)
     # the gradient of reduction="none" depends on the upstream vector: the backward computes it
     want_grad = torch.is_grad_enabled() and embeddings.requires_grad and options.reduction != "none"
-    value, _ = _LogRatioLossFn.apply(embeddings, *tensors, options, want_grad)
+    fn = _LogRatioLossFn if torch.compiler.is_compiling() else _LogRatioLossFnForward
+    value, _ = fn.apply(embeddings, *tensors, options, want_grad)
     return value
 
 
@@ -249,6 +295,6 @@ class LogRatioLoss(torch.nn.Module):
         o = self.options
         metric = getattr(o.label_metric, "__name__", repr(o.label_metric))
         return (
-            f"squared={o.squared}, label_metric={metric}, eps={o.eps}, "
+            f"squared={o.squared}, label_metric={metric}, eps={o.eps}, root_eps={o.root_eps}, "
             f"ties={o.ties!r}, reduction={o.reduction!r}, block_size={o.block_size}"
         )

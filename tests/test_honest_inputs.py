@@ -1,0 +1,238 @@
+"""Nothing silently wrong: non-finite inputs, ambiguous arguments, higher derivatives.
+
+Non-finite embeddings (a diverged model) must give a non-finite loss and gradient on every
+backend, eagerly and under ``jax.jit``; non-finite or negative label data are rejected with
+an error naming the argument where values can be read; ambiguous arguments are refused.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import logratio
+from logratio.testing import backends
+
+CPU = [b.name for b in backends.discover(("numpy", "array_api_strict", "torch", "jax"))[0]]
+
+
+@pytest.fixture(params=CPU)
+def backend(request):
+    return backends.get(request.param)
+
+
+def batch(seed=0, b=7, d=4):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(b, d)), rng.normal(size=b)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_non_finite_embeddings_give_non_finite_loss_and_gradient(backend, bad, reduction):
+    f, y = batch()
+    f[2, 1] = bad
+    with backend.context(), np.errstate(invalid="ignore", over="ignore"):
+        x = backend.asarray(f, "float64")
+        loss, grad = logratio.log_ratio_loss_and_grad(x, y, reduction=reduction)
+        assert not np.any(np.isfinite(backend.to_numpy(loss)))
+        assert not np.any(np.isfinite(backend.to_numpy(grad)))
+        if backend.grad is not None and reduction != "none":
+            auto = backend.grad(lambda z: logratio.log_ratio_loss(z, y, reduction=reduction), x)
+            assert not np.any(np.isfinite(backend.to_numpy(auto)))
+
+
+def test_non_finite_embeddings_under_jit():
+    jax = pytest.importorskip("jax")
+    f, y = batch()
+    f[0, 0] = np.nan
+    fn = jax.jit(jax.value_and_grad(lambda z: logratio.log_ratio_loss(z, y)))
+    loss, grad = fn(jax.numpy.asarray(f, dtype=jax.numpy.float32))
+    assert np.isnan(float(loss)) and np.all(np.isnan(np.asarray(grad)))
+
+
+def test_finite_embeddings_stay_finite_with_duplicates(backend):
+    """Control: duplicates (distance 0) are legal and finite."""
+    f, y = batch()
+    f[3] = f[1]
+    y[4] = y[5]
+    with backend.context():
+        loss, grad = logratio.log_ratio_loss_and_grad(backend.asarray(f, "float64"), y)
+        assert np.isfinite(backend.to_numpy(loss)) and np.all(np.isfinite(backend.to_numpy(grad)))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_labels_rejected(backend, bad):
+    f, y = batch()
+    y[3] = bad
+    dl = np.abs(y[:, None] - y[None, :])
+    with backend.context():
+        x = backend.asarray(f, "float64")
+        with pytest.raises(ValueError, match="labels must be finite"):
+            logratio.log_ratio_loss(x, y)
+        with pytest.raises(ValueError, match="label_distances must be finite"):
+            logratio.log_ratio_loss(x, label_distances=dl)
+
+
+@pytest.mark.parametrize("value", [np.nan, -1.0])
+def test_callable_metric_values_checked(value):
+    f, y = batch()
+
+    def metric(a, b):
+        out = np.abs(a[:, None, 0] - b[None, :, 0])
+        out[0, 1] = value
+        return out
+
+    with pytest.raises(ValueError, match="label_metric metric"):
+        logratio.log_ratio_loss(f, y, label_metric=metric)
+
+
+def test_callable_metric_that_raises_or_returns_another_kind():
+    torch = pytest.importorskip("torch")
+    f, y = batch()
+
+    def numpy_metric(a, b):
+        return np.abs(np.asarray(a)[:, None, 0] - np.asarray(b)[None, :, 0])
+
+    with pytest.raises(TypeError, match="its inputs' kind"):
+        logratio.log_ratio_loss(torch.tensor(f), y, label_metric=numpy_metric)
+
+    def broken(a, b):
+        raise KeyError("oops")
+
+    with pytest.raises(ValueError, match="raised KeyError"):
+        logratio.log_ratio_loss(f, y, label_metric=broken)
+
+
+def test_dense_triplets_rejects_nan_label_distances():
+    dl = np.ones((4, 4))
+    dl[1, 2] = np.nan
+    with pytest.raises(ValueError, match="label_distances must be finite"):
+        logratio.dense_triplets(dl)
+
+
+def test_triplets_as_rows_or_tuple_never_ambiguous():
+    """A (T, 3) array is read as rows; a tuple as (a, i, j); a list is refused."""
+    f, y = batch()
+    dl = np.abs(y[:, None] - y[None, :])
+    rows = np.array([[0, 1, 2], [0, 1, 3], [1, 2, 3]])
+    by_rows = logratio.triplet_log_ratio_loss(f, dl, rows, reduction="none")
+    by_tuple = logratio.triplet_log_ratio_loss(f, dl, tuple(rows.T), reduction="none")
+    np.testing.assert_array_equal(by_rows, by_tuple)
+    with pytest.raises(TypeError, match="list"):
+        logratio.triplet_log_ratio_loss(f, dl, rows.tolist())
+    with pytest.raises(ValueError, match="tuple"):
+        logratio.triplet_log_ratio_loss(f, dl, (rows[:, 0], rows[:, 1]))
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (dict(eps=True), TypeError, "eps"),
+        (dict(eps="1e-6"), TypeError, "eps"),
+        (dict(block_size=2.0), ValueError, "block_size"),
+        (dict(block_size=True), ValueError, "block_size"),
+    ],
+)
+def test_option_types(kwargs, error, match):
+    f, y = batch()
+    with pytest.raises(error, match=match):
+        logratio.log_ratio_loss(f, y, **kwargs)
+
+
+def test_numpy_integer_block_size_accepted():
+    f, y = batch()
+    want = logratio.log_ratio_loss(f, y, block_size=2)
+    assert logratio.log_ratio_loss(f, y, block_size=np.int64(2)) == want
+
+
+def test_zero_width_embeddings_rejected():
+    with pytest.raises(ValueError, match="at least one column"):
+        logratio.log_ratio_loss(np.zeros((3, 0)), np.arange(3.0))
+
+
+def test_complex_input_to_pairwise_distances_rejected():
+    with pytest.raises(TypeError, match="real"):
+        logratio.pairwise_distances(np.ones((3, 2), dtype=complex))
+
+
+def test_torch_sparse_embeddings_rejected():
+    torch = pytest.importorskip("torch")
+    f, y = batch()
+    with pytest.raises(TypeError, match="dense"):
+        logratio.log_ratio_loss(torch.tensor(f).to_sparse(), y)
+
+
+def test_jax_boolean_anchors_under_jit_explained():
+    jax = pytest.importorskip("jax")
+    f, y = batch()
+    mask = np.arange(7) % 2 == 0
+    fn = jax.jit(lambda z, a: logratio.log_ratio_loss(z, y, anchors=a))
+    with pytest.raises(TypeError, match="concrete values"):
+        fn(jax.numpy.asarray(f, dtype=jax.numpy.float32), jax.numpy.asarray(mask))
+
+
+# --------------------------------------------------------------------------- torch derivatives
+
+
+def _torch_problem():
+    torch = pytest.importorskip("torch")
+    f, y = batch(b=6, d=3)
+    return torch, torch.tensor(f, requires_grad=True), torch.tensor(y)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_torch_second_derivatives(reduction):
+    """Double backward (gradgradcheck), a gradient penalty, and torch.func.hessian against
+    finite differences of the closed-form gradient."""
+    torch, f, y = _torch_problem()
+
+    def fn(x):
+        return logratio.log_ratio_loss(x, y, reduction=reduction)
+
+    assert torch.autograd.gradgradcheck(fn, (f,))
+    g = torch.autograd.grad(fn(f).sum(), f, create_graph=True)[0]
+    assert g.requires_grad
+    (penalty,) = torch.autograd.grad((g * g).sum(), f)
+    assert torch.linalg.norm(penalty) > 0
+
+
+def test_torch_hessian_matches_finite_differences():
+    torch, f, y = _torch_problem()
+    x0 = f.detach()
+
+    def loss(x):
+        return logratio.log_ratio_loss(x, y)
+
+    hess = torch.func.hessian(loss)(x0).reshape(18, 18).numpy()
+    fd = np.zeros((18, 18))
+    h = 1e-5
+    for k in range(18):
+        e = torch.zeros(18, dtype=x0.dtype)
+        e[k] = h
+        up = logratio.log_ratio_loss_and_grad(x0 + e.reshape(6, 3), y)[1]
+        down = logratio.log_ratio_loss_and_grad(x0 - e.reshape(6, 3), y)[1]
+        fd[k] = ((up - down) / (2 * h)).reshape(-1).numpy()
+    np.testing.assert_allclose(hess, fd, atol=1e-6 * np.abs(fd).max())
+
+
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_torch_forward_mode(reduction):
+    torch, f, y = _torch_problem()
+    x0 = f.detach()
+    t = torch.randn(x0.shape, dtype=x0.dtype, generator=torch.Generator().manual_seed(0))
+
+    def fn(x):
+        return logratio.log_ratio_loss(x, y, reduction=reduction)
+
+    _, tangent = torch.func.jvp(fn, (x0,), (t,))
+    h = 1e-6
+    fd = (fn(x0 + h * t) - fn(x0 - h * t)) / (2 * h)
+    np.testing.assert_allclose(tangent.numpy(), fd.numpy(), rtol=1e-6, atol=1e-9)
+
+
+def test_torch_vmap_over_problems():
+    torch, f, y = _torch_problem()
+    xs = torch.randn((3, *f.shape), dtype=f.dtype, generator=torch.Generator().manual_seed(1))
+    got = torch.func.vmap(lambda x: logratio.log_ratio_loss(x, y))(xs)
+    want = torch.stack([logratio.log_ratio_loss(x, y) for x in xs])
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=0)
