@@ -15,6 +15,25 @@ import numpy as np
 from cases import DESCRIPTIONS
 from settings import TARGET_BATCH, GiB
 
+#: One colour per configuration, the same in every panel and every plot (floors dashed).
+STYLES: dict[str, dict[str, Any]] = {
+    "cdist": {"color": "black", "linestyle": "--", "linewidth": 2},
+    "numpy": {"color": "#ff7f0e"},
+    "torch": {"color": "#2ca02c"},
+    "torch-autograd": {"color": "#d62728"},
+    "torch-compile": {"color": "#9467bd"},
+    "jax": {"color": "#8c564b"},
+    "cupy": {"color": "#e377c2"},
+    "cdist-cuda": {"color": "#555555", "linestyle": "--", "linewidth": 2},
+    "torch-cuda": {"color": "#bcbd22"},
+    "jax-gpu": {"color": "#7b4173"},
+    "triplets-dense": {"color": "#1f77b4"},
+    "triplets-miner": {"color": "#17becf"},
+}
+assert set(STYLES) == set(DESCRIPTIONS), "every configuration needs a style"
+assert len({s["color"] for s in STYLES.values()}) == len(STYLES), "colours must differ"
+
+
 # --------------------------------------------------------------------------- targets
 
 
@@ -181,49 +200,49 @@ def markdown(result: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------- plot
 
 
+def _series(records: list[dict[str, Any]], name: str, value: Any) -> list[tuple[int, float]]:
+    """(B, value(record)) of one configuration, sorted by B, where the value is there."""
+    pts = ((r["batch"], value(r)) for r in records if r["name"] == name)
+    return sorted((b, v) for b, v in pts if v)
+
+
 def plot(result: dict[str, Any], path: Path) -> None:
-    """Time, time / floor and working memory against B, log-log."""
+    """Time, time / floor and working memory against B, log-log; one legend below."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax_t, ax_r, ax_m) = plt.subplots(1, 3, figsize=(19, 5.6))
-    palette = plt.get_cmap("tab10").colors
-    styles = {n: dict(color=palette[i % len(palette)]) for i, n in enumerate(DESCRIPTIONS)}
-    styles["cdist"] = dict(color="black", linestyle="--", linewidth=2)
-    floor = {
-        t["batch"]: t["median_s"]
-        for t in result["time"]
-        if t["name"] == "cdist" and t.get("median_s") is not None
-    }
+    fig, (ax_t, ax_r, ax_m) = plt.subplots(1, 3, figsize=(19, 6.4), layout="constrained")
+    floor = dict(_series(result["time"], "cdist", lambda t: t.get("median_s")))
+    handles: dict[str, Any] = {}
     for name in DESCRIPTIONS:
-        pts = sorted(
-            (t["batch"], t["median_s"])
-            for t in result["time"]
-            if t["name"] == name and t.get("median_s") is not None
-        )
+        style = {"marker": "o", "label": f"{name}: {DESCRIPTIONS[name]}", **STYLES[name]}
+        pts = _series(result["time"], name, lambda t: t.get("median_s"))
         if pts:
             b, s = zip(*pts, strict=True)
-            label = f"{name}: {DESCRIPTIONS[name]}"
-            ax_t.plot(b, s, marker="o", label=label, **styles.get(name, {}))
+            (handles[name],) = ax_t.plot(b, s, **style)
             rel = [(bb, ss / floor[bb]) for bb, ss in pts if bb in floor]
             if rel and name not in ("cdist", "cdist-cuda"):
-                rb, rs = zip(*rel, strict=True)
-                ax_r.plot(rb, rs, marker="o", label=name, **styles[name])
-        mem = sorted(
-            (m["batch"], m.get("device_peak_bytes") or m.get("rss_delta_bytes"))
-            for m in result["memory"]
-            if m["name"] == name and (m.get("device_peak_bytes") or m.get("rss_delta_bytes"))
+                ax_r.plot(*zip(*rel, strict=True), **style)
+        mem = _series(
+            result["memory"],
+            name,
+            lambda m: m.get("device_peak_bytes") or m.get("rss_delta_bytes"),
         )
         if mem:
             b, v = zip(*mem, strict=True)
-            ax_m.plot(b, [x / GiB for x in v], marker="o", label=name, **styles.get(name, {}))
+            (line,) = ax_m.plot(b, [x / GiB for x in v], **style)
+            handles.setdefault(name, line)
     sizes = sorted({t["batch"] for t in result["time"]})
     if sizes:
         b = np.array(sizes, dtype=float)
-        ax_m.plot(b, 4 * b * b / GiB, color="grey", linestyle=":", label="one B×B float32 matrix")
-        ax_r.axhline(5, color="grey", linestyle=":", label="5× (target at B = 2048, 4096)")
+        handles["matrix"] = ax_m.plot(
+            b, 4 * b * b / GiB, color="grey", linestyle=":", label="one B×B float32 matrix"
+        )[0]
+        handles["target"] = ax_r.axhline(
+            5, color="grey", linestyle="-.", label="5× (target at B = 2048, 4096)"
+        )
     panels = (
         (ax_t, "median time of loss + gradient [s]"),
         (ax_r, "time / torch.cdist(F, F) at the same B"),
@@ -232,14 +251,12 @@ def plot(result: dict[str, Any], path: Path) -> None:
     for ax, ylabel in panels:
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
-        ax.set_xlabel("batch size B (d = 128, float32)")
+        ax.set_xlabel(f"batch size B (d = {result['config']['dim']}, float32)")
         ax.set_ylabel(ylabel)
         ax.grid(True, which="both", alpha=0.3)
-    for ax in (ax_t, ax_r, ax_m):
-        ax.legend(fontsize=7, loc="upper left")
+    fig.legend(handles=list(handles.values()), loc="outside lower center", ncols=3, fontsize=8)
     cpu = result["machine"].get("Model name", platform.processor())
     fig.suptitle(f"Dense log-ratio loss vs B — {cpu}, {result['machine'].get('cpu_count')} cores")
-    fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
