@@ -1,0 +1,281 @@
+"""What each benchmark configuration computes.
+
+A :class:`Case` is one configuration: ``setup(batch, dim)`` builds its inputs and returns a
+zero-argument callable that runs one loss + gradient (or the floor, ``torch.cdist``) and
+waits for the result.  Frameworks are imported inside the setups, so that each subprocess of
+the harness loads only the one it times.  Conversions from NumPy, waiting for a device and
+autodiff go through :mod:`logratio.testing.backends`.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from settings import FULL_SIZES, Settings
+
+from logratio.testing import backends
+
+#: What each configuration computes, for the tables and the plot (and their order).
+DESCRIPTIONS = {
+    "cdist": "torch.cdist(F, F): the floor",
+    "numpy": "NumPy, core (closed-form gradient)",
+    "torch": "PyTorch adapter: loss.backward() with the closed-form rule",
+    "torch-autograd": "PyTorch autograd through the core's operations",
+    "torch-compile": "torch.compile(core loss_and_grad), inductor: fused passes",
+    "jax": "JAX, jit(value_and_grad) with the custom_jvp rule",
+    "cupy": "CuPy, core on the GPU",
+    "cdist-cuda": "torch.cdist(F, F) on CUDA: the GPU floor",
+    "torch-cuda": "PyTorch adapter on CUDA",
+    "jax-gpu": "JAX jit on the GPU",
+    "triplets-dense": "materialised B×B×B residual differences, PyTorch autograd",
+    "triplets-miner": "dense_triplets + triplet_log_ratio_loss, PyTorch autograd",
+}
+
+Setup = Callable[[int, int], Callable[[], Any]]
+
+
+@dataclass(frozen=True)
+class Case:
+    """One thing to time: ``setup(batch, dim)`` returns a callable that runs it once."""
+
+    name: str
+    setup: Setup
+    max_batch: int | None = None  # skipped above this B (memory or time cap)
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def make_inputs(batch: int, dim: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Gaussian float32 embeddings (B, d) and uniform scalar labels (B,)."""
+    rng = np.random.default_rng(seed + batch)
+    emb = rng.standard_normal((batch, dim)).astype(np.float32)
+    labels = rng.uniform(0.0, 10.0, size=batch).astype(np.float32)
+    return emb, labels
+
+
+def materialised_bytes(batch: int) -> int:
+    """Working memory of the B×B×B implementation: about four B³ float32 arrays."""
+    return 16 * batch**3
+
+
+def miner_bytes(batch: int, dim: int) -> int:
+    """Working memory of the explicit-triplet loss: T triplets × (d floats gathered × 4 + idx)."""
+    t = batch * (batch - 1) * (batch - 2) // 2
+    return t * (16 * dim + 64)
+
+
+def autograd_bytes(batch: int) -> int:
+    """Tensors that autograd keeps for the core's operations: about a dozen B×B arrays."""
+    return 48 * batch * batch
+
+
+def core_loss_and_grad(embeddings: Any, labels: Any, want_grad: bool = True) -> tuple[Any, Any]:
+    """The core called directly, past every adapter: checked inputs, then the closed form.
+
+    On tensors that require grad, autograd records the core's own operations; under
+    ``torch.compile`` the whole evaluation is one graph for inductor to fuse.
+    """
+    from logratio import _dense, _problem
+
+    return _dense.loss_and_grad(_problem.prepare(embeddings, labels), want_grad=want_grad)
+
+
+def _waiter(backend: backends.Backend) -> Callable[[Any], Any]:
+    """Wait for a result on the backend's device; on the CPU it is there when a call returns."""
+    return (lambda x: x) if backend.device == "cpu" else backend.synchronize
+
+
+# --------------------------------------------------------------------------- setups
+
+
+def cdist_setup(device: str) -> Setup:
+    def setup(batch: int, dim: int) -> Callable[[], Any]:
+        import torch
+
+        b = backends.get("torch", device)
+        f = b.asarray(make_inputs(batch, dim)[0])
+        wait = _waiter(b)
+        return lambda: wait(torch.cdist(f, f))
+
+    return setup
+
+
+def numpy_setup(batch: int, dim: int) -> Callable[[], Any]:
+    import logratio
+
+    emb, y = make_inputs(batch, dim)
+    return lambda: logratio.log_ratio_loss_and_grad(emb, y)
+
+
+def _torch_autograd(device: str, batch: int, dim: int, loss: Callable) -> Callable[[], Any]:
+    """Autograd of ``loss(embeddings, labels)`` on ``device``: one loss + ``backward`` a call."""
+    b = backends.get("torch", device)
+    emb, y = make_inputs(batch, dim)
+    f, yt = b.asarray(emb), b.asarray(y)
+    wait = _waiter(b)
+    return lambda: wait(b.grad(lambda x: loss(x, yt), f))
+
+
+def torch_setup(device: str) -> Setup:
+    """The PyTorch adapter: the closed-form gradient is the autograd rule of the loss."""
+
+    def setup(batch: int, dim: int) -> Callable[[], Any]:
+        import logratio
+
+        return _torch_autograd(device, batch, dim, logratio.log_ratio_loss)
+
+    return setup
+
+
+def torch_autograd_setup(batch: int, dim: int) -> Callable[[], Any]:
+    """Autograd through the core's own operations (no closed-form rule), on the CPU."""
+    return _torch_autograd(
+        "cpu", batch, dim, lambda f, y: core_loss_and_grad(f, y, want_grad=False)[0]
+    )
+
+
+def torch_compile_setup(batch: int, dim: int) -> Callable[[], Any]:
+    """The core's closed form compiled by inductor: what fusing the (block, B) passes buys."""
+    import torch
+
+    torch._dynamo.reset()  # one compilation per B, never the recompilation limit's fallback
+    b = backends.get("torch", "cpu")
+    emb, y = make_inputs(batch, dim)
+    f, yt = b.asarray(emb), b.asarray(y)
+    fn = torch.compile(core_loss_and_grad, dynamic=False)
+    return lambda: fn(f, yt)
+
+
+def jax_setup(device: str) -> Setup:
+    def setup(batch: int, dim: int) -> Callable[[], Any]:
+        import jax
+
+        import logratio
+
+        b = backends.get("jax", device)
+        emb, y = make_inputs(batch, dim)
+        f, yj = b.asarray(emb), b.asarray(y)
+        step = b.compile(jax.value_and_grad(lambda x, lab: logratio.log_ratio_loss(x, lab)))
+        return lambda: b.synchronize(step(f, yj))
+
+    return setup
+
+
+def cupy_setup(batch: int, dim: int) -> Callable[[], Any]:
+    import logratio
+
+    b = backends.get("cupy")
+    emb, y = make_inputs(batch, dim)
+    f, yc = b.asarray(emb), b.asarray(y)
+    return lambda: b.synchronize(logratio.log_ratio_loss_and_grad(f, yc))
+
+
+def _materialised_loss(batch: int) -> Callable[[Any, Any], Any]:
+    """The loss as a straightforward implementation writes it: every (a, i, j) materialised."""
+    import torch
+
+    eps = 1e-6
+    idx = torch.arange(batch)
+    # counted triplets: i ≠ a, j ≠ a, i < j (each unordered neighbour pair once)
+    pair = (idx[None, :, None] < idx[None, None, :]) & (idx[:, None, None] != idx[None, :, None])
+    pair = pair & (idx[:, None, None] != idx[None, None, :])
+    count = pair.sum()
+
+    def loss(f: Any, y: Any) -> Any:
+        sq = (f * f).sum(1)
+        d = (sq[:, None] + sq[None, :] - 2 * f @ f.T).clamp_min(0)
+        lab = (y[:, None] - y[None, :]).abs()
+        u = torch.log(d + eps) - torch.log(lab + eps)
+        r = u[:, :, None] - u[:, None, :]  # (B, B, B)
+        return torch.where(pair, r * r, 0.0).sum() / count
+
+    return loss
+
+
+def triplets_dense_setup(batch: int, dim: int) -> Callable[[], Any]:
+    return _torch_autograd("cpu", batch, dim, _materialised_loss(batch))
+
+
+def triplets_miner_setup(batch: int, dim: int) -> Callable[[], Any]:
+    """The loss on the explicit list of every triplet (``dense_triplets``), autograd through it."""
+    import logratio
+
+    b = backends.get("torch", "cpu")
+    _, y = make_inputs(batch, dim)
+    dl = np.abs(y[:, None] - y[None, :])
+    trip = tuple(b.asarray(t) for t in logratio.dense_triplets(dl))
+    dlt = b.asarray(dl)
+    return _torch_autograd(
+        "cpu", batch, dim, lambda f, _y: logratio.triplet_log_ratio_loss(f, dlt, trip)
+    )
+
+
+# --------------------------------------------------------------------------- what runs here
+
+
+def available_cases(settings: Settings) -> list[Case]:
+    """The configurations of ``settings`` that this machine can run, the floor first."""
+    cases = [Case("cdist", cdist_setup("cpu"))]
+    wanted = set(settings.backends)
+    cap_bytes = settings.memory_cap_bytes
+    if "numpy" in wanted:
+        cases.append(Case("numpy", numpy_setup))
+    if "torch" in wanted:
+        cases.append(Case("torch", torch_setup("cpu")))
+        cap = max(b for b in FULL_SIZES if autograd_bytes(b) <= cap_bytes)
+        cases.append(Case("torch-autograd", torch_autograd_setup, max_batch=cap))
+    if "torch-compile" in wanted and _has_compiler():
+        cases.append(Case("torch-compile", torch_compile_setup))
+    if "jax" in wanted and _has_device("jax", "cpu"):
+        cases.append(Case("jax", jax_setup("cpu")))
+    if "triplets" in wanted:
+        cap = max(b for b in FULL_SIZES if materialised_bytes(b) <= cap_bytes)
+        cases.append(Case("triplets-dense", triplets_dense_setup, max_batch=cap))
+        fits = (b for b in FULL_SIZES if miner_bytes(b, settings.dim) <= cap_bytes)
+        cases.append(Case("triplets-miner", triplets_miner_setup, max_batch=max(fits, default=0)))
+    if _has_device("torch", "cuda:0"):
+        cases.append(Case("cdist-cuda", cdist_setup("cuda:0")))
+        if "torch" in wanted:
+            cases.append(Case("torch-cuda", torch_setup("cuda:0")))
+    if "jax" in wanted and _has_device("jax", "gpu:0"):
+        cases.append(Case("jax-gpu", jax_setup("gpu:0")))
+    if "cupy" in wanted and _has_device("cupy"):
+        cases.append(Case("cupy", cupy_setup))
+    return cases
+
+
+def _has_compiler() -> bool:
+    return any(shutil.which(c) for c in ("cc", "gcc", "clang", "g++"))
+
+
+def _has_device(name: str, device: str | None = None) -> bool:
+    """Whether the registry can build backend ``name`` on ``device`` here."""
+    try:
+        backends.get(name, device)
+    except Exception:  # not installed, no such device, or a broken install
+        return False
+    return True
+
+
+def blocked_equals_unblocked(batch: int, dim: int) -> dict[str, Any]:
+    """Max relative difference between the default blocks and one block, loss and gradient."""
+    import logratio
+
+    emb, y = make_inputs(batch, dim)
+    out: dict[str, Any] = {"batch": batch}
+    for name in ("numpy", "torch"):
+        b = backends.get(name, "cpu")
+        arr, lab = b.asarray(emb), b.asarray(y)
+        l0, g0 = logratio.log_ratio_loss_and_grad(arr, lab, block_size=batch)
+        l1, g1 = logratio.log_ratio_loss_and_grad(arr, lab, block_size=max(1, batch // 7))
+        l0, g0, l1, g1 = (b.to_numpy(x).astype(np.float64) for x in (l0, g0, l1, g1))
+        out[name] = {
+            "loss_rel_diff": float(abs(l1 - l0) / abs(l0)),
+            "grad_rel_diff": float(np.max(np.abs(g1 - g0)) / np.max(np.abs(g0))),
+        }
+    return out
