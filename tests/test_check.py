@@ -18,6 +18,7 @@ from hypothesis.extra import numpy as hnp
 
 import logratio
 from logratio import _reference, check, cli
+from logratio.testing import backends
 
 
 @st.composite
@@ -162,11 +163,11 @@ def test_a_wrong_loss_and_a_crash_are_caught(monkeypatch):
 
 
 def test_missing_backend_is_a_note(monkeypatch):
-    real = check.importlib.util.find_spec
+    real = importlib.util.find_spec
     monkeypatch.setattr(
-        check.importlib.util, "find_spec", lambda name: None if name == "cupy" else real(name)
+        importlib.util, "find_spec", lambda name: None if name == "cupy" else real(name)
     )
-    found, notes = check.discover(("numpy", "cupy"))
+    found, notes = backends.discover(("numpy", "cupy"))
     assert [b.name for b in found] == ["numpy"]
     assert notes == ["cupy: not installed"]
 
@@ -208,6 +209,18 @@ def test_cli_usage_errors(capsys):
     with pytest.raises(SystemExit) as exc:
         cli.main(["--version"])
     assert exc.value.code == 0 and logratio.__version__ in capsys.readouterr().out
+
+
+def test_check_without_backend_keeps_missing_ones_as_notes(capsys, monkeypatch):
+    for name in ("torch", "jax", "cupy", "array_api_strict"):
+        monkeypatch.setitem(backends._FACTORIES, name, _unavailable)
+    assert cli.main(["check"]) == 0
+    out = capsys.readouterr().out
+    assert "note: cupy: no such backend here" in out and "3/3 rows agree" in out
+
+
+def _unavailable():
+    raise backends.BackendUnavailable("no such backend here")
 
 
 def test_module_entry_point_and_lazy_imports():
