@@ -188,15 +188,38 @@ def test_cli_check_exit_code_and_json(tmp_path, capsys, monkeypatch):
     assert "FAIL numpy cpu float32: ValueError: nope" in capsys.readouterr().out
 
 
-def test_cli_forwards_demo_arguments(monkeypatch):
+def test_cli_dispatches_demo_like_check(monkeypatch):
+    """``demo`` is an argparse subcommand like ``check``: its module's options, its ``run``."""
     seen = []
     fake = types.ModuleType("logratio.demo")
-    fake.main = lambda argv=None: seen.append(argv) or 0
+    fake.HELP = fake.DESCRIPTION = "fake demo"
+    fake.add_arguments = lambda parser: (
+        parser.add_argument("--quick", action="store_true"),
+        parser.add_argument("--seed", type=int, default=0),
+    )
+    fake.run = lambda args: seen.append((args.quick, args.seed)) or 0
     monkeypatch.setitem(sys.modules, "logratio.demo", fake)
-    assert cli.main(["demo", "--quick", "--seed", "3", "--help"]) == 0
-    assert seen == [["--quick", "--seed", "3", "--help"]]
-    fake.main = lambda argv=None: 3
+    assert cli.main(["demo", "--quick", "--seed", "3"]) == 0
+    assert seen == [(True, 3)]
+    fake.run = lambda args: 3
     assert cli.main(["demo"]) == 3
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["demo", "--no-such-option"])
+    assert exc.value.code == 2
+
+
+def test_cli_help_lists_both_commands_and_their_options(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["--help"])
+    assert exc.value.code == 0
+    top = capsys.readouterr().out
+    assert "check" in top and "demo" in top
+    for command, option in (("check", "--json"), ("demo", "--workers")):
+        with pytest.raises(SystemExit) as exc:
+            cli.main([command, "--help"])
+        assert exc.value.code == 0
+        out = capsys.readouterr().out
+        assert f"usage: logratio {command}" in out and option in out
 
 
 def test_cli_usage_errors(capsys):
