@@ -234,6 +234,34 @@ def test_cli_usage_errors(capsys):
     assert exc.value.code == 0 and logratio.__version__ in capsys.readouterr().out
 
 
+def test_cli_check_json_path_is_checked_before_running(tmp_path, capsys, monkeypatch):
+    calls = []
+    monkeypatch.setattr(logratio, "log_ratio_loss_and_grad", lambda *a, **k: calls.append(1))
+    for path in (tmp_path / "missing" / "x.json", tmp_path):
+        assert cli.main(["check", "--backend", "numpy", "--json", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert "--json" in err and str(path) in err
+    assert not calls, "the check ran before failing"
+    assert not (tmp_path / "missing").exists()
+
+
+def test_cli_check_requested_backend_that_cannot_be_had_fails(capsys, monkeypatch):
+    if importlib.util.find_spec("cupy") is None:  # not installed: the registry says so
+        assert cli.main(["check", "--backend", "numpy", "--backend", "cupy"]) == 1
+        captured = capsys.readouterr()
+        assert "--backend cupy" in captured.err and "not installed" in captured.err
+        assert "rows agree" not in captured.out
+
+    def broken():
+        raise RuntimeError("broken install")
+
+    monkeypatch.setitem(backends._FACTORIES, "jax", broken)
+    assert cli.main(["check", "--backend", "jax"]) == 1
+    captured = capsys.readouterr()
+    assert "--backend jax" in captured.err and "RuntimeError: broken install" in captured.err
+    assert "rows agree" not in captured.out
+
+
 def test_check_without_backend_keeps_missing_ones_as_notes(capsys, monkeypatch):
     for name in ("torch", "jax", "cupy", "array_api_strict"):
         monkeypatch.setitem(backends._FACTORIES, name, _unavailable)
