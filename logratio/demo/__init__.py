@@ -26,6 +26,7 @@ __all__ = [
     "add_arguments",
     "build_parser",
     "config_from_args",
+    "install_hint",
     "main",
     "missing_modules",
     "run",
@@ -159,9 +160,16 @@ def config_from_args(args: argparse.Namespace):
     )
 
 
+def install_hint(backend: str) -> str:
+    """The command that installs the demo's dependencies for ``backend`` from a checkout (the
+    ``demo`` extra has torch; the ``jax`` extra adds jax)."""
+    extras = "demo" if backend == "torch" else f"demo,{backend}"
+    return f'pip install -e ".[{extras}]"'
+
+
 def run(args: argparse.Namespace) -> int:
-    """Run the demo with parsed options: 0 on success, 2 on a missing dependency or a bad
-    option."""
+    """Run the demo with parsed options: 0 on success, 2 on a missing dependency, a bad
+    option or an output folder that cannot be written (each checked before training)."""
     try:
         config = config_from_args(args)
     except ValueError as err:
@@ -171,12 +179,17 @@ def run(args: argparse.Namespace) -> int:
     if missing:
         print(
             f"logratio demo --backend {config.backend} needs {', '.join(missing)}, not "
-            "installed here; install the demo's dependencies: pip install 'logratio[demo]'",
+            "installed here; install the demo's dependencies from the root of a logratio "
+            f"checkout: {install_hint(config.backend)}",
             file=sys.stderr,
         )
         return 2
     from . import report, train
 
+    problem = report.make_output_folder(args.out)
+    if problem:
+        print(f"logratio demo: error: --out {args.out}: {problem}", file=sys.stderr)
+        return 2
     start = time.perf_counter()
     results = train.run_demo(config, progress=not args.no_progress)
     paths = report.write_outputs(results, args.out)
