@@ -2,8 +2,9 @@
 
 ``logratio check`` validates the loss and gradient on every installed backend
 (:mod:`logratio.check`); ``logratio demo`` trains a small embedding on real images and
-compares the paper's loss and sampler with its baselines (:mod:`logratio.demo`, imported
-only when asked, with its own options: ``logratio demo --help``).
+compares the paper's loss and sampler with its baselines (:mod:`logratio.demo`, whose
+dependencies are imported only when it runs).  Each subcommand's module provides ``HELP``,
+``DESCRIPTION``, ``add_arguments(parser)`` and ``run(args) -> int``.
 """
 
 from __future__ import annotations
@@ -11,9 +12,17 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from types import ModuleType
 
 from . import __version__
-from . import check as _check
+
+__all__ = ["build_parser", "main"]
+
+
+def _commands() -> dict[str, ModuleType]:
+    """The subcommands and their modules (neither imports a framework)."""
+    names = {"check": "logratio.check.cli", "demo": "logratio.demo"}
+    return {name: importlib.import_module(module) for name, module in names.items()}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,50 +34,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"logratio {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    check = sub.add_parser(
-        "check",
-        help="compare loss and gradient on every installed backend with a float64 reference",
-        description="Compute loss and gradient on a few random problems with every installed "
-        "backend, device and dtype; compare with a float64 loop reference, the framework's "
-        "autodiff and finite differences; exit 1 if any disagrees.",
-    )
-    _check.add_arguments(check)
-    sub.add_parser(
-        "demo",
-        help="train a small embedding on rotated digits and compare the paper's method with "
-        "its baselines (options: logratio demo --help)",
-        add_help=False,
-    )
+    for name, module in _commands().items():
+        command = sub.add_parser(name, help=module.HELP, description=module.DESCRIPTION)
+        module.add_arguments(command)
+        command.set_defaults(run=module.run)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``logratio`` console script; returns the exit status."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "demo":  # the demo parses its own options
-        return _run_demo(argv[1:])
-    args = build_parser().parse_args(argv)
-    if args.command == "check":
-        return _check.run(args)
-    raise AssertionError(f"unhandled command {args.command!r}")  # argparse rejects the rest
-
-
-def _run_demo(argv: list[str]) -> int:
-    try:
-        demo = importlib.import_module("logratio.demo")
-    except ModuleNotFoundError as err:
-        missing = err.name or "a module"
-        if missing == "logratio.demo":
-            print("logratio demo is not available in this installation", file=sys.stderr)
-        else:
-            print(
-                f"logratio demo needs {missing!r}, which is not installed; "
-                "install the demo's dependencies first (see the README)",
-                file=sys.stderr,
-            )
-        return 2
-    status = demo.main(argv)
-    return int(status or 0)
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    return int(args.run(args) or 0)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from hypothesis.extra import numpy as hnp
 
 import logratio
 from logratio import _reference, check, cli
+from logratio.testing import backends
 
 
 @st.composite
@@ -162,11 +163,11 @@ def test_a_wrong_loss_and_a_crash_are_caught(monkeypatch):
 
 
 def test_missing_backend_is_a_note(monkeypatch):
-    real = check.importlib.util.find_spec
+    real = importlib.util.find_spec
     monkeypatch.setattr(
-        check.importlib.util, "find_spec", lambda name: None if name == "cupy" else real(name)
+        importlib.util, "find_spec", lambda name: None if name == "cupy" else real(name)
     )
-    found, notes = check.discover(("numpy", "cupy"))
+    found, notes = backends.discover(("numpy", "cupy"))
     assert [b.name for b in found] == ["numpy"]
     assert notes == ["cupy: not installed"]
 
@@ -187,15 +188,38 @@ def test_cli_check_exit_code_and_json(tmp_path, capsys, monkeypatch):
     assert "FAIL numpy cpu float32: ValueError: nope" in capsys.readouterr().out
 
 
-def test_cli_forwards_demo_arguments(monkeypatch):
+def test_cli_dispatches_demo_like_check(monkeypatch):
+    """``demo`` is an argparse subcommand like ``check``: its module's options, its ``run``."""
     seen = []
     fake = types.ModuleType("logratio.demo")
-    fake.main = lambda argv=None: seen.append(argv) or 0
+    fake.HELP = fake.DESCRIPTION = "fake demo"
+    fake.add_arguments = lambda parser: (
+        parser.add_argument("--quick", action="store_true"),
+        parser.add_argument("--seed", type=int, default=0),
+    )
+    fake.run = lambda args: seen.append((args.quick, args.seed)) or 0
     monkeypatch.setitem(sys.modules, "logratio.demo", fake)
-    assert cli.main(["demo", "--quick", "--seed", "3", "--help"]) == 0
-    assert seen == [["--quick", "--seed", "3", "--help"]]
-    fake.main = lambda argv=None: 3
+    assert cli.main(["demo", "--quick", "--seed", "3"]) == 0
+    assert seen == [(True, 3)]
+    fake.run = lambda args: 3
     assert cli.main(["demo"]) == 3
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["demo", "--no-such-option"])
+    assert exc.value.code == 2
+
+
+def test_cli_help_lists_both_commands_and_their_options(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["--help"])
+    assert exc.value.code == 0
+    top = capsys.readouterr().out
+    assert "check" in top and "demo" in top
+    for command, option in (("check", "--json"), ("demo", "--workers")):
+        with pytest.raises(SystemExit) as exc:
+            cli.main([command, "--help"])
+        assert exc.value.code == 0
+        out = capsys.readouterr().out
+        assert f"usage: logratio {command}" in out and option in out
 
 
 def test_cli_usage_errors(capsys):
@@ -208,6 +232,46 @@ def test_cli_usage_errors(capsys):
     with pytest.raises(SystemExit) as exc:
         cli.main(["--version"])
     assert exc.value.code == 0 and logratio.__version__ in capsys.readouterr().out
+
+
+def test_cli_check_json_path_is_checked_before_running(tmp_path, capsys, monkeypatch):
+    calls = []
+    monkeypatch.setattr(logratio, "log_ratio_loss_and_grad", lambda *a, **k: calls.append(1))
+    for path in (tmp_path / "missing" / "x.json", tmp_path):
+        assert cli.main(["check", "--backend", "numpy", "--json", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert "--json" in err and str(path) in err
+    assert not calls, "the check ran before failing"
+    assert not (tmp_path / "missing").exists()
+
+
+def test_cli_check_requested_backend_that_cannot_be_had_fails(capsys, monkeypatch):
+    if importlib.util.find_spec("cupy") is None:  # not installed: the registry says so
+        assert cli.main(["check", "--backend", "numpy", "--backend", "cupy"]) == 1
+        captured = capsys.readouterr()
+        assert "--backend cupy" in captured.err and "not installed" in captured.err
+        assert "rows agree" not in captured.out
+
+    def broken():
+        raise RuntimeError("broken install")
+
+    monkeypatch.setitem(backends._FACTORIES, "jax", broken)
+    assert cli.main(["check", "--backend", "jax"]) == 1
+    captured = capsys.readouterr()
+    assert "--backend jax" in captured.err and "RuntimeError: broken install" in captured.err
+    assert "rows agree" not in captured.out
+
+
+def test_check_without_backend_keeps_missing_ones_as_notes(capsys, monkeypatch):
+    for name in ("torch", "jax", "cupy", "array_api_strict"):
+        monkeypatch.setitem(backends._FACTORIES, name, _unavailable)
+    assert cli.main(["check"]) == 0
+    out = capsys.readouterr().out
+    assert "note: cupy: no such backend here" in out and "3/3 rows agree" in out
+
+
+def _unavailable():
+    raise backends.BackendUnavailable("no such backend here")
 
 
 def test_module_entry_point_and_lazy_imports():

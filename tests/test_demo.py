@@ -320,3 +320,54 @@ def test_demo_names_missing_dependencies(monkeypatch, capsys):
     assert main(["--steps", "1", "--seeds", "1", "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "tqdm" in err and "pip install" in err
+
+
+def test_demo_install_hint_names_extras_that_hold_the_dependencies(monkeypatch, capsys):
+    """The hint is a command that works from a checkout: its extras list every module."""
+    import importlib.util
+    import re
+    from pathlib import Path
+
+    from logratio import demo
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    extras = tomllib.loads(pyproject.read_text())["project"]["optional-dependencies"]
+    real = importlib.util.find_spec
+    for backend in ("torch", "jax"):
+        hidden = {"tqdm", backend}
+        monkeypatch.setattr(
+            importlib.util,
+            "find_spec",
+            lambda name, *a, h=hidden: None if name in h else real(name, *a),
+        )
+        assert demo.main(["--backend", backend, "--steps", "1", "--no-progress"]) == 2
+        err = capsys.readouterr().err
+        assert "logratio[demo]" not in err
+        (names,) = re.findall(r'pip install -e "\.\[([a-z,]+)\]"', err)
+        packages = {re.split(r"[<>=\[ ]", req)[0] for n in names.split(",") for req in extras[n]}
+        assert {*demo.REQUIRED.values(), demo.BACKENDS[backend]} <= packages
+
+
+def test_demo_checks_the_output_folder_before_training(tmp_path, monkeypatch, capsys):
+    import sys
+
+    from logratio import demo
+
+    if demo.missing_modules("torch"):
+        pytest.skip(f"the demo needs {demo.missing_modules('torch')}")
+    from logratio.demo import train
+
+    def must_not_train(*args, **kwargs):
+        raise AssertionError("the demo trained")
+
+    monkeypatch.setattr(train, "run_demo", must_not_train)
+    (tmp_path / "file").write_text("")
+    bad = [tmp_path / "file", tmp_path / "file" / "out"]
+    if sys.platform.startswith("linux"):
+        bad.append("/proc/nope")
+    for out in bad:
+        assert demo.main(["--steps", "1", "--seeds", "1", "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert f"--out {out}" in err and "Traceback" not in err

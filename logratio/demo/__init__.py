@@ -18,20 +18,66 @@ import argparse
 import importlib.util
 import sys
 import time
+from collections.abc import Callable
+
+__all__ = [
+    "DESCRIPTION",
+    "HELP",
+    "add_arguments",
+    "build_parser",
+    "config_from_args",
+    "install_hint",
+    "main",
+    "missing_modules",
+    "run",
+]
 
 QUICK = {"steps": 300, "eval_every": 75}
 FULL = {"steps": 5000, "eval_every": 250}
 NUM_SEEDS = 3
+#: Modules the demo imports (besides NumPy and array-api-compat), and their PyPI names.
+REQUIRED = {
+    "sklearn": "scikit-learn",
+    "scipy": "scipy",
+    "matplotlib": "matplotlib",
+    "tqdm": "tqdm",
+    "threadpoolctl": "threadpoolctl",
+}
+BACKENDS = {"torch": "torch", "jax": "jax"}
+
+#: The one-line help of ``logratio demo`` in ``logratio --help``.
+HELP = (
+    "train a small embedding on rotated digits and compare the paper's method with its "
+    "baselines (options: logratio demo --help)"
+)
+#: The description of ``logratio demo --help``.
+DESCRIPTION = (
+    "Train a small embedding network on rotated digits (the label is the rotation angle) with "
+    "the log-ratio loss and dense triplet mining, and with two triplet baselines; report "
+    "held-out retrieval metrics over several seeds."
+)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse ``type``: an int of at least ``minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an int: {text!r}") from None
+        if value < minimum:
+            kind = "positive" if minimum == 1 else "non-negative"
+            raise argparse.ArgumentTypeError(f"must be a {kind} int; got {value}")
+        return value
+
+    parse.__name__ = "int"  # argparse names the type in its messages
+    return parse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``logratio demo``."""
-    parser = argparse.ArgumentParser(
-        prog="logratio demo",
-        description="Train a small embedding network on rotated digits (the label is the "
-        "rotation angle) with the log-ratio loss and dense triplet mining, and with two "
-        "triplet baselines; report held-out retrieval metrics over several seeds.",
-    )
+    positive = _at_least(1)
     parser.add_argument(
         "--quick",
         action="store_true",
@@ -43,45 +89,44 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--seed",
-        type=int,
+        type=_at_least(0),
         default=0,
         metavar="N",
         help="first seed; the runs use seeds N, N+1, … (default: %(default)s)",
     )
     parser.add_argument(
-        "--backend", choices=("torch", "jax"), default="torch", help="default: %(default)s"
+        "--backend", choices=tuple(BACKENDS), default="torch", help="default: %(default)s"
     )
     parser.add_argument(
-        "--steps", type=int, metavar="N", help="training steps per run (overrides --quick)"
+        "--steps", type=positive, metavar="N", help="training steps per run (overrides --quick)"
     )
     parser.add_argument(
-        "--seeds", type=int, default=NUM_SEEDS, metavar="N", help="seeds (default: %(default)s)"
+        "--seeds",
+        type=positive,
+        default=NUM_SEEDS,
+        metavar="N",
+        help="seeds (default: %(default)s)",
     )
     parser.add_argument(
         "--workers",
-        type=int,
+        type=positive,
         metavar="N",
         help="processes training runs side by side (default: the machine's cores)",
     )
     parser.add_argument(
         "--threads",
-        type=int,
+        type=positive,
         metavar="N",
         help="CPU threads per process (default: 1; the network is too small to gain from more)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of ``logratio demo`` on its own (``logratio.cli`` adds the same options)."""
+    parser = argparse.ArgumentParser(prog="logratio demo", description=DESCRIPTION)
+    add_arguments(parser)
     return parser
-
-
-#: Modules the demo imports (besides NumPy and array-api-compat), and their PyPI names.
-REQUIRED = {
-    "sklearn": "scikit-learn",
-    "scipy": "scipy",
-    "matplotlib": "matplotlib",
-    "tqdm": "tqdm",
-    "threadpoolctl": "threadpoolctl",
-}
-BACKENDS = {"torch": "torch", "jax": "jax"}
 
 
 def missing_modules(backend: str) -> list[str]:
@@ -115,24 +160,36 @@ def config_from_args(args: argparse.Namespace):
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the demo with the options ``argv`` (default: ``sys.argv[1:]``); return 0 on success."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def install_hint(backend: str) -> str:
+    """The command that installs the demo's dependencies for ``backend`` from a checkout (the
+    ``demo`` extra has torch; the ``jax`` extra adds jax)."""
+    extras = "demo" if backend == "torch" else f"demo,{backend}"
+    return f'pip install -e ".[{extras}]"'
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the demo with parsed options: 0 on success, 2 on a missing dependency, a bad
+    option or an output folder that cannot be written (each checked before training)."""
     try:
         config = config_from_args(args)
     except ValueError as err:
-        parser.error(str(err))
+        print(f"logratio demo: error: {err}", file=sys.stderr)
+        return 2
     missing = missing_modules(config.backend)
     if missing:
         print(
             f"logratio demo --backend {config.backend} needs {', '.join(missing)}, not "
-            "installed here; install the demo's dependencies: pip install 'logratio[demo]'",
+            "installed here; install the demo's dependencies from the root of a logratio "
+            f"checkout: {install_hint(config.backend)}",
             file=sys.stderr,
         )
         return 2
     from . import report, train
 
+    problem = report.make_output_folder(args.out)
+    if problem:
+        print(f"logratio demo: error: --out {args.out}: {problem}", file=sys.stderr)
+        return 2
     start = time.perf_counter()
     results = train.run_demo(config, progress=not args.no_progress)
     paths = report.write_outputs(results, args.out)
@@ -142,3 +199,8 @@ def main(argv: list[str] | None = None) -> int:
         f"({time.perf_counter() - start:.0f} s)."
     )
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the demo with the options ``argv`` (default: ``sys.argv[1:]``); return 0 on success."""
+    return run(build_parser().parse_args(argv))

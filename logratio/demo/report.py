@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -129,6 +130,20 @@ def plot_history(results: dict[str, Any], path: Path) -> None:
         f"({config['backend']})"
     )
     fig.savefig(path, dpi=110)
+
+
+def make_output_folder(out_dir: str | Path) -> str | None:
+    """Create ``out_dir`` (and its parents) and check that files can be written in it, so
+    that a bad ``--out`` fails before training; why it cannot be used, or ``None``."""
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as err:
+        why = f"{type(err).__name__}: {err.strerror or err}"
+        return f"cannot create or write in this folder ({why})"
+    return None
 
 
 def write_outputs(results: dict[str, Any], out_dir: str | Path) -> dict[str, Path]:

@@ -8,9 +8,10 @@ k = 5).  Each method (:mod:`.methods`) trains a copy of the network on that sequ
 leave-one-out (each held-out image a query against all the others), with
 :mod:`logratio.metrics`.
 
-The (seed, method) runs are independent, so they are spread over ``workers`` processes, each
-with one thread: the network is too small for threads inside one step to pay, while separate
-runs use separate cores fully.  A run's results do not depend on the process it ran in.
+The (seed, method) runs are independent, so they are spread over ``workers`` processes
+(:mod:`.pool`), each with one thread: the network is too small for threads inside one step to
+pay, while separate runs use separate cores fully.  A run's results do not depend on the
+process it ran in.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import contextlib
 import functools
 import itertools
 import math
-import os
 import sys
 import time
 from collections.abc import Iterator
@@ -31,9 +31,11 @@ import numpy as np
 import logratio
 from logratio import metrics
 
+from . import pool
 from .data import CANVAS_SIDE, RotatedDigits, circle_distance, make_rotated_digits
 from .methods import METHODS, Method, l2_normalize, make_batch
 from .models import init_mlp, layer_sizes
+from .pool import machine_cores
 
 #: The metrics reported, in table order; the mean label distances are in radians.
 METRIC_KEYS = (
@@ -44,14 +46,6 @@ METRIC_KEYS = (
     "ndcg@100",
     "spearman",
 )
-
-
-def machine_cores() -> int:
-    """CPU cores this process may use."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 #: CPU threads per worker process by default.  The network is tiny (matrices of 150 × 576 and
@@ -170,14 +164,14 @@ def run_demo(
         mininterval=0.5,
     )
     with bar:
-        if workers == 1:
-            runs = []
-            with _thread_limits(config.backend, config.threads):
-                for seed, method in jobs:
-                    bar.set_postfix_str(f"{method.key} seed={seed}")
-                    runs.append(_run_job(config, seed, method, bar.update))
-        else:
-            runs = _run_parallel(config, jobs, workers, bar)
+        runs = pool.run_jobs(
+            functools.partial(_run_job, config),
+            jobs,
+            workers=workers,
+            limits=functools.partial(thread_limits, config.backend, config.threads),
+            bar=bar,
+            describe=lambda job: f"{job[1].key} seed={job[0]}",
+        )
     untrained = [
         {k: v[0] for k, v in run.metrics.items()} for run in runs if run.method == methods[0].key
     ]
@@ -193,56 +187,10 @@ def run_demo(
     }
 
 
-def _run_parallel(
-    config: DemoConfig, jobs: list[tuple[int, Method]], workers: int, bar: Any
-) -> list[RunHistory]:
-    """The jobs on a pool of ``workers`` fresh (spawned) processes, in job order."""
-    import multiprocessing
-    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
-
-    ctx = multiprocessing.get_context("spawn")  # no fork of a process with thread pools
-    counter = ctx.Value("q", 0)
-    pool = ProcessPoolExecutor(
-        workers,
-        mp_context=ctx,
-        initializer=_init_worker,
-        initargs=(config.backend, config.threads, counter),
-    )
-    try:
-        futures = [pool.submit(_run_job, config, seed, method) for seed, method in jobs]
-        bar.set_postfix_str(f"{workers} worker processes")
-        pending = set(futures)
-        while pending:
-            _, pending = wait(pending, timeout=0.25, return_when=FIRST_EXCEPTION)
-            bar.update(counter.value - bar.n)
-            failed = [f for f in futures if f.done() and f.exception() is not None]
-            if failed:
-                failed[0].result()  # re-raises the worker's exception
-        runs = [f.result() for f in futures]
-    except BaseException:  # a failed run or Ctrl-C: drop the queued runs
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise
-    pool.shutdown()
-    return runs
-
-
-#: Set in each worker by :func:`_init_worker`: the shared step counter.
-_COUNTER: Any = None
-
-
-def _init_worker(backend: str, threads: int, counter: Any) -> None:
-    """Limit a worker process to ``threads`` threads (framework, BLAS, OpenMP)."""
-    global _COUNTER
-    from threadpoolctl import threadpool_limits
-
-    _COUNTER = counter
-    _backend(backend).set_threads(threads)
-    threadpool_limits(limits=threads)
-
-
 @contextlib.contextmanager
-def _thread_limits(backend: str, threads: int) -> Iterator[None]:
-    """``threads`` threads in this process while the block runs; the old settings after."""
+def thread_limits(backend: str, threads: int) -> Iterator[None]:
+    """``threads`` threads (framework, BLAS, OpenMP) in this process while the block runs;
+    the old settings after."""
     from threadpoolctl import threadpool_limits
 
     mod = _backend(backend)
@@ -269,14 +217,13 @@ def _seed_setup(
     return data, test_dist, neighbors, params
 
 
-def _run_job(config: DemoConfig, seed: int, method: Method, advance: Any = None) -> RunHistory:
-    """Train ``method`` with ``seed`` and evaluate it along the way."""
+def _run_job(config: DemoConfig, seed: int, method: Method, advance: Any) -> RunHistory:
+    """Train ``method`` with ``seed`` and evaluate it along the way; ``advance(n)`` reports
+    ``n`` more steps done."""
     sizes = tuple(layer_sizes(CANVAS_SIDE**2, config.hidden, config.dim))
     data, test_dist, neighbors, params = _seed_setup(
         seed, config.copies, config.held_out, config.binary_neighbors, sizes
     )
-    if advance is None:
-        advance = _advance_shared_counter
     trainer = backend_trainer(_backend(config.backend), params, data, config)
     sampler = logratio.DenseBatchSampler(
         data.train_y,
@@ -287,12 +234,6 @@ def _run_job(config: DemoConfig, seed: int, method: Method, advance: Any = None)
         seed=seed,
     )
     return _train_one(trainer, method, data, sampler, neighbors, test_dist, config, advance)
-
-
-def _advance_shared_counter(n: int) -> None:
-    if _COUNTER is not None:
-        with _COUNTER.get_lock():
-            _COUNTER.value += n
 
 
 def backend_trainer(backend: Any, params: Any, data: RotatedDigits, config: DemoConfig) -> Any:
