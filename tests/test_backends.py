@@ -331,6 +331,21 @@ def test_half_precision(xp, dtype):
     run()
 
 
+def test_registry_conversions_keep_shape_dtype_and_values(xp):
+    """``Backend.asarray`` / ``to_numpy`` of the shared registry (also behind ``logratio
+    check`` and the benchmarks): every dtype of the backend, 0-d to 2-d and reversed strides,
+    there and back without change (the values are exact in bfloat16); a NumPy array is not
+    another backend's native array."""
+    values = (np.float64(0.375), np.array([1.5, -2.0]), np.arange(6.0).reshape(2, 3)[:, ::-1])
+    with xp.context():
+        for dtype in xp.dtypes:
+            for x in values:
+                a = xp.asarray(x, dtype)
+                assert tuple(a.shape) == np.shape(x), (dtype, a.shape)
+                assert_close(a, x, rtol=0, backend=xp, dtype=dtype)
+    assert xp.name == "numpy" or not xp.is_native(np.zeros(2))
+
+
 def test_importing_logratio_imports_no_framework():
     """``import logratio`` and a NumPy call load neither torch, jax nor cupy."""
     code = (
