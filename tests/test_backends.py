@@ -1,7 +1,8 @@
 """One set of test bodies for every array backend: NumPy, array-api-strict, PyTorch, JAX, CuPy.
 
-The ``xp`` fixture yields a :class:`Backend`; a backend whose package is missing (or, for
-CuPy, a machine without a CUDA device) is skipped with the reason.  Every test converts
+The ``xp`` fixture (``conftest.py``) yields a :class:`~logratio.testing.backends.Backend` of
+the shared registry; a backend whose package is missing (or, for CuPy, a machine without a
+CUDA device) is skipped with the registry's reason.  Every test converts
 float64 NumPy problems from :mod:`strategies` to the backend, calls the public
 ``logratio.log_ratio_loss`` / ``log_ratio_loss_and_grad`` and compares with the float64
 reference loops of :mod:`reference` (or, for batches above ``REFERENCE_MAX_BATCH``, where the
@@ -23,25 +24,23 @@ per shape and option set (about a second on a CPU), so JAX runs fewer examples
 
 from __future__ import annotations
 
-import contextlib
 import subprocess
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-import array_api_compat
 import core
 import numpy as np
 import pytest
 import reference
 import strategies as S
+from assertions import assert_close, check_gradient, check_loss
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import logratio
+from logratio.testing.backends import Backend
 
-BACKENDS = ("numpy", "array_api_strict", "torch", "jax", "cupy")
 LOSS_RTOL = {"float64": 1e-11, "float32": 2e-4}
 GRAD_RTOL = {"float64": 1e-9, "float32": 2e-3}
 HALF_ROUNDING = {"float16": 2.0**-11, "bfloat16": 2.0**-8}
@@ -50,149 +49,19 @@ HALF_MAX = {"float16": 65504.0, "bfloat16": 3.38e38}
 REFERENCE_MAX_BATCH = 20
 
 
-# --------------------------------------------------------------------------- backends
+# --------------------------------------------------------------------------- helpers
 
 
-@dataclass(frozen=True)
-class Backend:
-    """How a test reaches one array library."""
-
-    name: str
-    dtypes: dict[str, Any]  # dtype name -> the library's dtype, for those it has
-    from_numpy: Callable[[np.ndarray, Any], Any]  # (array, dtype or None) -> native array
-    to_numpy: Callable[[Any], np.ndarray]
-    is_native: Callable[[Any], bool]
-    #: autodiff ``(scalar function of the embeddings, embeddings) -> gradient``, if any
-    grad: Callable[[Callable[[Any], Any], Any], Any] | None = None
-    context: Callable[[], Any] = contextlib.nullcontext
-    cost: int = 1  # examples run: the profile's max_examples // cost
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def dtype(self, name: str) -> Any:
-        if name not in self.dtypes:
-            pytest.skip(f"{self.name} has no {name}")
-        return self.dtypes[name]
-
-    def asarray(self, x: np.ndarray, dtype_name: str | None = None) -> Any:
-        return self.from_numpy(
-            np.asarray(x), None if dtype_name is None else self.dtypes[dtype_name]
-        )
-
-
-def _numpy() -> Backend:
-    return Backend(
-        name="numpy",
-        dtypes={"float64": np.float64, "float32": np.float32, "float16": np.float16},
-        from_numpy=lambda x, dt: x.astype(dt) if dt is not None else x,
-        to_numpy=lambda x: np.asarray(x),
-        is_native=lambda x: isinstance(x, (np.ndarray, np.generic)),
-    )
-
-
-def _array_api_strict() -> Backend:
-    xs = pytest.importorskip("array_api_strict", reason="array-api-strict is not installed")
-    return Backend(
-        name="array_api_strict",
-        dtypes={"float64": xs.float64, "float32": xs.float32},
-        from_numpy=lambda x, dt: xs.asarray(x, dtype=dt),
-        to_numpy=lambda x: np.asarray(x),
-        is_native=lambda x: isinstance(x, xs.Array) if hasattr(xs, "Array") else True,
-    )
-
-
-def _torch() -> Backend:
-    torch = pytest.importorskip("torch", reason="PyTorch is not installed")
-
-    def from_numpy(x, dt):
-        t = torch.as_tensor(np.ascontiguousarray(x))
-        return t.to(dt) if dt is not None else t
-
-    def to_numpy(x):
-        x = x.detach().cpu()
-        return (x.float() if x.dtype in (torch.float16, torch.bfloat16) else x).numpy()
-
-    def grad(fn, x):
-        x = x.detach().clone().requires_grad_(True)
-        fn(x).backward()
-        return x.grad
-
-    return Backend(
-        name="torch",
-        dtypes={
-            "float64": torch.float64,
-            "float32": torch.float32,
-            "float16": torch.float16,
-            "bfloat16": torch.bfloat16,
-        },
-        from_numpy=from_numpy,
-        to_numpy=to_numpy,
-        is_native=lambda x: isinstance(x, torch.Tensor),
-        grad=grad,
-    )
-
-
-def _jax() -> Backend:
-    jax = pytest.importorskip("jax", reason="JAX is not installed")
-    jnp = jax.numpy
-    return Backend(
-        name="jax",
-        dtypes={
-            "float64": jnp.float64,
-            "float32": jnp.float32,
-            "float16": jnp.float16,
-            "bfloat16": jnp.bfloat16,
-        },
-        from_numpy=lambda x, dt: jnp.asarray(x, dtype=dt),
-        to_numpy=lambda x: (
-            np.asarray(x).astype(np.float64) if x.dtype == jnp.bfloat16 else np.asarray(x)
-        ),
-        is_native=lambda x: isinstance(x, jax.Array),
-        grad=lambda fn, x: jax.grad(fn)(x),
-        context=lambda: jax.enable_x64(True),
-        cost=6,
-        extra={"jit": jax.jit},
-    )
-
-
-def _cupy() -> Backend:
-    cp = pytest.importorskip("cupy", reason="CuPy is not installed")
-    try:
-        count = cp.cuda.runtime.getDeviceCount()
-    except Exception as err:  # no driver, no runtime
-        pytest.skip(f"CuPy has no CUDA device: {err}")
-    if count == 0:
-        pytest.skip("CuPy has no CUDA device")
-    return Backend(
-        name="cupy",
-        dtypes={"float64": cp.float64, "float32": cp.float32, "float16": cp.float16},
-        from_numpy=lambda x, dt: cp.asarray(x, dtype=dt),
-        to_numpy=lambda x: cp.asnumpy(x),
-        is_native=lambda x: isinstance(x, cp.ndarray),
-    )
-
-
-_FACTORIES = {
-    "numpy": _numpy,
-    "array_api_strict": _array_api_strict,
-    "torch": _torch,
-    "jax": _jax,
-    "cupy": _cupy,
-}
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def xp(request) -> Backend:
-    """The backend under test (skipped when its package or device is missing)."""
-    return _FACTORIES[request.param]()
+def require(backend: Backend, dtype: str) -> None:
+    """Skip the test where the backend has no ``dtype`` (e.g. bfloat16 in NumPy)."""
+    if dtype not in backend.dtypes:
+        pytest.skip(f"{backend.label} has no {dtype}")
 
 
 def examples(backend: Backend) -> settings:
     """The loaded Hypothesis profile, with fewer examples for slow-to-compile backends."""
     base = settings()
     return settings(base, max_examples=max(3, base.max_examples // backend.cost))
-
-
-# --------------------------------------------------------------------------- helpers
 
 
 def converter(backend: Backend, how: str) -> Callable[[np.ndarray], Any]:
@@ -219,32 +88,6 @@ def expected_values(backend: Backend, case: S.LossCase, f: np.ndarray) -> S.Expe
         gradient_sum=np.asarray(grad),
         batch=case.batch,
     )
-
-
-def check_loss(got: np.ndarray, exp: S.Expected, reduction: str, rtol: float) -> None:
-    want = exp.loss(reduction)
-    got = np.asarray(got, dtype=np.float64)
-    assert got.shape == np.shape(want)
-    assert np.all(np.isfinite(got))
-    err = np.abs(got - want)
-    tol = exp.loss_tolerance(reduction, rtol)
-    assert np.all(err <= tol), f"{reduction}: got {got}, want {want}, error {err} > {tol}"
-
-
-def check_gradient(got: np.ndarray, want: np.ndarray, rtol: float) -> None:
-    """``got`` within ``rtol`` of ``want``, relative to the largest component of ``want``."""
-    got = np.asarray(got, dtype=np.float64)
-    assert got.shape == want.shape
-    assert np.all(np.isfinite(got))
-    scale = np.max(np.abs(want), initial=0.0)
-    np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * scale + 1e-300)
-
-
-def check_native(backend: Backend, out: Any, like: Any, dtype: Any) -> None:
-    """``out`` is the backend's array, on ``like``'s device, of ``dtype``."""
-    assert backend.is_native(out), type(out)
-    assert out.dtype == dtype
-    assert array_api_compat.device(out) == array_api_compat.device(like)
 
 
 def anchor_rows(case: S.LossCase) -> list[int]:
@@ -278,7 +121,7 @@ def test_value_and_gradient_match_reference(xp, dtype):
     """Every reduction, label source, anchors form and mask; outputs native, on the input's
     device, loss in the compute dtype and gradient in the input dtype; gradient rows sum to
     zero (translation invariance); log_ratio_loss equals the loss of log_ratio_loss_and_grad."""
-    native = xp.dtype(dtype)
+    require(xp, dtype)
 
     @examples(xp)
     @given(data=st.data())
@@ -292,22 +135,18 @@ def test_value_and_gradient_match_reference(xp, dtype):
             for reduction in S.REDUCTIONS:
                 kw = case.replace(reduction=reduction).loss_kwargs(convert=converter(xp, how))
                 loss, grad = logratio.log_ratio_loss_and_grad(f, **kw)
-                check_native(xp, loss, f, native)
-                check_native(xp, grad, f, native)
-                check_loss(xp.to_numpy(loss), exp, reduction, LOSS_RTOL[dtype])
-                g = xp.to_numpy(grad).astype(np.float64)
-                check_gradient(g, exp.gradient(reduction), GRAD_RTOL[dtype])
+                check_loss(loss, exp, reduction, LOSS_RTOL[dtype], backend=xp, dtype=dtype)
+                g = check_gradient(
+                    grad, exp.gradient(reduction), GRAD_RTOL[dtype], backend=xp, dtype=dtype
+                )
                 total = np.abs(np.sum(g, axis=0))
                 bound = (1e-12 if dtype == "float64" else 1e-5) * np.sum(np.abs(g), axis=0)
                 assert np.all(total <= bound + 1e-300), (total, bound)
             reduction = data.draw(st.sampled_from(S.REDUCTIONS), label="reduction")
             kw = case.replace(reduction=reduction).loss_kwargs(convert=converter(xp, how))
             alone = logratio.log_ratio_loss(f, **kw)
-            check_native(xp, alone, f, native)
-            with_grad = logratio.log_ratio_loss_and_grad(f, **kw)[0]
-            np.testing.assert_allclose(
-                xp.to_numpy(alone), xp.to_numpy(with_grad), rtol=1e-12, atol=1e-300
-            )
+            with_grad = xp.to_numpy(logratio.log_ratio_loss_and_grad(f, **kw)[0])
+            assert_close(alone, with_grad, rtol=1e-12, atol=1e-300, backend=xp, dtype=dtype)
 
     run()
 
@@ -328,6 +167,7 @@ def test_translation_invariance(xp, dtype):
     """Shifting every embedding by the same vector (up to 2¹⁸ grid steps, exact in float32)
     changes neither the per-anchor losses nor the gradient (docs/design.md §1.3: no Gram trick on
     uncentred data)."""
+    require(xp, dtype)
 
     @examples(xp)
     @given(data=st.data())
@@ -352,6 +192,7 @@ def test_translation_invariance(xp, dtype):
 def test_permutation_equivariance(xp, dtype):
     """Reordering the rows (embeddings, labels, label distances, mask; anchors follow their
     rows) permutes the per-anchor losses and the gradient rows."""
+    require(xp, dtype)
 
     @examples(xp)
     @given(data=st.data())
@@ -379,6 +220,7 @@ def test_autodiff_matches_closed_form(xp, dtype):
     """The framework's own autodiff of log_ratio_loss (its registered rule) equals
     log_ratio_loss_and_grad, through a chain ``c · L(a · F)``; for reduction="none" the
     gradient of ``Σ_a w_a S_a`` equals the core's weighted closed form (float64 NumPy)."""
+    require(xp, dtype)
     if xp.grad is None:
         pytest.skip(f"{xp.name} has no automatic differentiation")
 
@@ -395,10 +237,10 @@ def test_autodiff_matches_closed_form(xp, dtype):
             reduction = data.draw(st.sampled_from(["mean", "sum"]), label="reduction")
             kw = case.replace(reduction=reduction).loss_kwargs(convert=xp.asarray)
             auto = xp.grad(lambda x: c * logratio.log_ratio_loss(a * x, **kw), f)
-            check_native(xp, auto, f, xp.dtypes[dtype])
             _, closed = logratio.log_ratio_loss_and_grad(a * f, **kw)
             want = c * a * xp.to_numpy(closed).astype(np.float64)
-            check_gradient(xp.to_numpy(auto), want, 1e-12 if dtype == "float64" else 1e-5)
+            tol = 1e-12 if dtype == "float64" else 1e-5
+            check_gradient(auto, want, tol, backend=xp, dtype=dtype)
             kw = case.replace(reduction="none").loss_kwargs(convert=xp.asarray)
             m = len(anchor_rows(case))
             w = np.asarray(
@@ -408,7 +250,7 @@ def test_autodiff_matches_closed_form(xp, dtype):
             auto = xp.grad(lambda x: (logratio.log_ratio_loss(x, **kw) * wx).sum(), f)
         p = core.prepare(f64, **case.replace(reduction="none").loss_kwargs())
         want = np.asarray(core.anchor_terms(p, want_grad=True, row_weights=w)[2])
-        check_gradient(xp.to_numpy(auto), want, rtol)
+        check_gradient(auto, want, rtol, backend=xp)
 
     run()
 
@@ -417,6 +259,7 @@ def test_autodiff_matches_closed_form(xp, dtype):
 def test_row_tangents_match_reference(xp, dtype):
     """``loss.evaluate_jvp`` (the forward-mode rule of the unreduced loss) on every backend:
     ``dS_a = ⟨∇S_a, T⟩`` with the reference's per-anchor gradient."""
+    require(xp, dtype)
 
     @examples(xp)
     @given(data=st.data())
@@ -446,11 +289,9 @@ def test_row_tangents_match_reference(xp, dtype):
         with xp.context():
             f = xp.asarray(case.embeddings, dtype)
             tangent = xp.asarray(t, dtype)
-            if "jit" in xp.extra and (
-                case.anchors is None or np.asarray(case.anchors).dtype != np.bool_
-            ):
-                got = xp.extra["jit"](jvp)(f, tangent)  # eager JAX compiles every operation
-            else:
+            if case.anchors is None or np.asarray(case.anchors).dtype != np.bool_:
+                got = xp.compile(jvp)(f, tangent)  # eager JAX compiles every operation
+            else:  # a boolean anchor mask has a data-dependent number of anchors: no jit
                 got = jvp(f, tangent)
             got = xp.to_numpy(got).astype(np.float64)
         rtol = GRAD_RTOL[dtype]
@@ -464,7 +305,7 @@ def test_row_tangents_match_reference(xp, dtype):
 def test_half_precision(xp, dtype):
     """Half-precision embeddings: the loss is computed (and returned) in float32, finite; the
     gradient comes back in the input dtype, equal to the reference up to its rounding."""
-    native = xp.dtype(dtype)
+    require(xp, dtype)
 
     @examples(xp)
     @given(data=st.data())
@@ -478,17 +319,31 @@ def test_half_precision(xp, dtype):
             f = xp.asarray(case.embeddings, dtype)
             kw = case.loss_kwargs(convert=xp.asarray)
             loss, grad = logratio.log_ratio_loss_and_grad(f, **kw)
-            check_native(xp, loss, f, xp.dtypes["float32"])
-            check_native(xp, grad, f, native)
-            check_loss(xp.to_numpy(loss), exp, case.reduction, LOSS_RTOL["float32"])
+            loss_rtol = LOSS_RTOL["float32"]
+            check_loss(loss, exp, case.reduction, loss_rtol, backend=xp, dtype="float32")
             rtol = GRAD_RTOL["float32"] + HALF_ROUNDING[dtype]
-            check_gradient(xp.to_numpy(grad), exp.gradient(case.reduction), rtol)
+            want = exp.gradient(case.reduction)
+            check_gradient(grad, want, rtol, backend=xp, dtype=dtype)
             if xp.grad is not None and case.reduction != "none":
                 auto = xp.grad(lambda x: logratio.log_ratio_loss(x, **kw), f)
-                check_native(xp, auto, f, native)
-                check_gradient(xp.to_numpy(auto), exp.gradient(case.reduction), rtol)
+                check_gradient(auto, want, rtol, backend=xp, dtype=dtype)
 
     run()
+
+
+def test_registry_conversions_keep_shape_dtype_and_values(xp):
+    """``Backend.asarray`` / ``to_numpy`` of the shared registry (also behind ``logratio
+    check`` and the benchmarks): every dtype of the backend, 0-d to 2-d and reversed strides,
+    there and back without change (the values are exact in bfloat16); a NumPy array is not
+    another backend's native array."""
+    values = (np.float64(0.375), np.array([1.5, -2.0]), np.arange(6.0).reshape(2, 3)[:, ::-1])
+    with xp.context():
+        for dtype in xp.dtypes:
+            for x in values:
+                a = xp.asarray(x, dtype)
+                assert tuple(a.shape) == np.shape(x), (dtype, a.shape)
+                assert_close(a, x, rtol=0, backend=xp, dtype=dtype)
+    assert xp.name == "numpy" or not xp.is_native(np.zeros(2))
 
 
 def test_importing_logratio_imports_no_framework():

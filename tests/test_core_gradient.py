@@ -8,21 +8,13 @@ import numpy as np
 import pytest
 import reference
 import strategies as S
+from assertions import check_gradient
 from hypothesis import given
 from hypothesis import strategies as st
 
 import logratio
 
 RTOL = {np.float64: 1e-9, np.float32: 2e-3}
-
-
-def check_gradient(got, want, rtol: float) -> None:
-    """``got`` within ``rtol`` of ``want``, relative to the largest component of ``want``."""
-    got = np.asarray(got, dtype=np.float64)
-    assert got.shape == want.shape
-    assert np.all(np.isfinite(got))
-    scale = np.max(np.abs(want), initial=0.0)
-    np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * scale + 1e-300)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import reference
 import strategies as S
+from assertions import check_loss
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -19,16 +20,6 @@ SOURCE_IDS = ["labels-" + getattr(m, "name", m) for m in S.LABEL_METRICS] + ["la
 
 #: Relative accuracy of each log-distance: float64 on the fine grid, float32 on the coarse one.
 RTOL = {np.float64: 1e-11, np.float32: 2e-4}
-
-
-def check_loss(got, exp: S.Expected, reduction: str, rtol: float) -> None:
-    want = exp.loss(reduction)
-    got64 = np.asarray(got, dtype=np.float64)
-    assert got64.shape == np.shape(want)
-    assert np.all(np.isfinite(got64))
-    err = np.abs(got64 - want)
-    tol = exp.loss_tolerance(reduction, rtol)
-    assert np.all(err <= tol), f"{reduction}: got {got64}, want {want}, error {err} > {tol}"
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])

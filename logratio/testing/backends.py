@@ -55,10 +55,19 @@ class Backend:
         return self.name if self.device == "cpu" else f"{self.name}-{self.device}"
 
     def asarray(self, x: Any, dtype: str | None = None) -> Any:
-        """``x`` (NumPy or array-like) as this backend's array, in dtype ``dtype`` (a name)."""
-        if dtype is not None and dtype not in self.dtypes:
+        """``x`` (NumPy or array-like) as this backend's array, in dtype ``dtype`` (a name).
+
+        A dtype the library cannot give here (JAX float64 outside :attr:`context`, which
+        JAX would silently round to float32) is an error, not a quieter dtype."""
+        if dtype is None:
+            return self.from_numpy(np.asarray(x), None)
+        if dtype not in self.dtypes:
             raise BackendUnavailable(f"{self.name} has no {dtype}")
-        return self.from_numpy(np.asarray(x), None if dtype is None else self.dtypes[dtype])
+        out = self.from_numpy(np.asarray(x), self.dtypes[dtype])
+        if out.dtype != self.dtypes[dtype]:
+            hint = " (JAX float64: convert inside backend.context())" if self.name == "jax" else ""
+            raise RuntimeError(f"{self.label} gave {out.dtype} for {dtype}{hint}")
+        return out
 
     def map_over(self, fun: Callable[[Any], Any], xs: Any) -> Any:
         """``[fun(x) for x in xs]`` over the first axis (vectorised where the library can)."""
@@ -115,6 +124,7 @@ def _numpy() -> list[Backend]:
 
 def _array_api_strict() -> list[Backend]:
     xs = _require("array_api_strict")
+    array_type = getattr(xs, "Array", None) or type(xs.asarray(0.0))  # 2.x: not exported
     return [
         Backend(
             name="array_api_strict",
@@ -123,7 +133,7 @@ def _array_api_strict() -> list[Backend]:
             dtypes={"float64": xs.float64, "float32": xs.float32},
             from_numpy=lambda x, dt: xs.asarray(x, dtype=dt),
             to_numpy=lambda x: np.from_dlpack(x) if x.ndim else np.asarray(x),
-            is_native=lambda x: isinstance(x, xs.Array) if hasattr(xs, "Array") else True,
+            is_native=lambda x: isinstance(x, array_type),
         )
     ]
 
@@ -159,7 +169,8 @@ def _torch() -> list[Backend]:
     for dev, dtypes in devices:
 
         def from_numpy(x, dt, dev=dev):
-            t = torch.as_tensor(np.ascontiguousarray(x), device=dev)
+            # np.ascontiguousarray would make a 0-d array 1-d; asarray(order="C") keeps it
+            t = torch.as_tensor(np.asarray(x, order="C"), device=dev)
             return t.to(dt) if dt is not None else t
 
         out.append(
