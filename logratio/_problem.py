@@ -78,11 +78,7 @@ class Problem:
 
 
 def check_inputs(
-    embeddings: Any,
-    labels: Any = None,
-    label_distances: Any = None,
-    anchors: Any = None,
-    mask: Any = None,
+    embeddings: Any, labels: Any, label_distances: Any, anchors: Any, mask: Any
 ) -> Inputs:
     """Validate the arrays of :func:`logratio.log_ratio_loss`; errors name the argument."""
     xp = v.namespace(embeddings, name="embeddings")
@@ -145,16 +141,10 @@ def make_problem(inputs: Inputs, options: LossOptions) -> Problem:
     )
 
 
-def prepare(
-    embeddings: Any,
-    labels: Any = None,
-    label_distances: Any = None,
-    anchors: Any = None,
-    mask: Any = None,
-    options: LossOptions | None = None,
-) -> Problem:
-    """:func:`check_inputs` then :func:`make_problem` (default options when ``None``)."""
-    inputs = check_inputs(embeddings, labels, label_distances, anchors, mask)
+def prepare(*arrays: Any, options: LossOptions | None = None) -> Problem:
+    """:func:`check_inputs` of ``(embeddings, labels, label_distances, anchors, mask)`` (the
+    missing trailing ones None), then :func:`make_problem` (default options when None)."""
+    inputs = check_inputs(*arrays, *(None,) * (5 - len(arrays)))
     return make_problem(inputs, LossOptions() if options is None else options)
 
 

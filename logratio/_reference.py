@@ -18,6 +18,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+__all__ = ["counted_triplets", "finite_differences", "label_distances", "loss_and_grad"]
+
 
 def label_distances(labels: np.ndarray, metric: str = "euclidean") -> np.ndarray:
     """(B, B) label distances, one pair at a time."""

@@ -14,6 +14,30 @@ from typing import Any
 
 import array_api_compat
 
+__all__ = [
+    "EMBEDDING_METRICS",
+    "LABEL_METRICS",
+    "REDUCTIONS",
+    "TIES",
+    "Array",
+    "Namespace",
+    "anchors_for",
+    "as_array",
+    "check_label_distance_values",
+    "choice",
+    "compute_dtype",
+    "concrete_any",
+    "embeddings_2d",
+    "label_distances_for",
+    "label_metric",
+    "labels_for",
+    "mask_for",
+    "namespace",
+    "non_negative_float",
+    "optional_block_size",
+    "positive_float",
+]
+
 Array = Any
 Namespace = Any
 
@@ -55,27 +79,24 @@ def label_metric(value: Any) -> str | Callable[..., Array]:
 
 def positive_float(name: str, value: Any) -> float:
     """Check a strictly positive finite Python number (not a bool or a string)."""
-    if isinstance(value, (bool, str)):
-        raise TypeError(f"{name} must be a positive float; got {value!r}")
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a positive float; got {value!r}") from None
-    if not out > 0 or out == float("inf"):
-        raise ValueError(f"{name} must be a positive finite float; got {value!r}")
-    return out
+    return _finite_float(name, value, positive=True)
 
 
 def non_negative_float(name: str, value: Any) -> float:
     """Check a non-negative finite Python number (not a bool or a string)."""
+    return _finite_float(name, value, positive=False)
+
+
+def _finite_float(name: str, value: Any, *, positive: bool) -> float:
+    kind = "positive" if positive else "non-negative"
     if isinstance(value, (bool, str)):
-        raise TypeError(f"{name} must be a non-negative float; got {value!r}")
+        raise TypeError(f"{name} must be a {kind} float; got {value!r}")
     try:
         out = float(value)
     except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a non-negative float; got {value!r}") from None
-    if not out >= 0 or out == float("inf"):
-        raise ValueError(f"{name} must be a non-negative finite float; got {value!r}")
+        raise TypeError(f"{name} must be a {kind} float; got {value!r}") from None
+    if not (out > 0 if positive else out >= 0) or out == float("inf"):
+        raise ValueError(f"{name} must be a {kind} finite float; got {value!r}")
     return out
 
 
@@ -152,7 +173,7 @@ def labels_for(xp: Namespace, labels: Any, batch: int, like: Array, dtype: Any) 
         )
     if y.dtype != dtype:
         y = xp.astype(y, dtype)
-    if _concrete_any(xp, ~xp.isfinite(y)):
+    if concrete_any(xp, ~xp.isfinite(y)):
         raise ValueError("labels must be finite (no NaN or inf)")
     return y
 
@@ -175,9 +196,9 @@ def label_distances_for(
 
 def check_label_distance_values(xp: Namespace, dl: Array, name: str) -> None:
     """Label distances must be finite and non-negative (checked where values are concrete)."""
-    if _concrete_any(xp, ~xp.isfinite(dl)):
+    if concrete_any(xp, ~xp.isfinite(dl)):
         raise ValueError(f"{name} must be finite (no NaN or inf)")
-    if _concrete_any(xp, dl < 0):
+    if concrete_any(xp, dl < 0):
         raise ValueError(f"{name} must be non-negative")
 
 
@@ -219,7 +240,7 @@ def anchors_for(xp: Namespace, anchors: Any, batch: int, like: Array) -> Array |
             ) from None
     if not xp.isdtype(a.dtype, "integral"):
         raise TypeError(f"anchors must hold integers or booleans; got dtype {a.dtype}")
-    if _concrete_any(xp, (a < -batch) | (a >= batch)):
+    if concrete_any(xp, (a < -batch) | (a >= batch)):
         raise ValueError(f"anchors hold indices out of range for a batch of {batch}")
     return xp.where(a < 0, a + batch, a)
 
@@ -236,7 +257,7 @@ def mask_for(xp: Namespace, mask: Any, batch: int, like: Array) -> Array | None:
     return m
 
 
-def _concrete_any(xp: Namespace, cond: Array) -> bool:
+def concrete_any(xp: Namespace, cond: Array) -> bool:
     """``bool(any(cond))`` when the value is concrete; ``False`` under a tracer."""
     try:
         return bool(xp.any(cond))

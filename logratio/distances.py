@@ -15,6 +15,8 @@ from collections.abc import Callable
 from . import _validation as v
 from ._validation import Array, Namespace
 
+__all__ = ["direct_distances", "gram_noise_factor", "pairwise_distances", "sq_euclidean_centered"]
+
 
 def pairwise_distances(x: Array, y: Array | None = None, *, metric: str = "sqeuclidean") -> Array:
     """Distances between the rows of ``x`` and those of ``y`` (default: ``x`` itself).

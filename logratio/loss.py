@@ -102,30 +102,18 @@ def log_ratio_loss(
 
 
 def log_ratio_loss_and_grad(
-    embeddings: Array,
-    labels: Any = None,
-    *,
-    label_distances: Any = None,
-    anchors: Any = None,
-    mask: Any = None,
-    squared: bool = True,
-    label_metric: Any = "euclidean",
-    eps: float = 1e-6,
-    root_eps: float = 0.0,
-    ties: str = "include",
-    reduction: str = "mean",
-    block_size: int | None = None,
-) -> tuple[Array, Array]:
+    embeddings: Array, labels: Any = None, *, label_distances: Any = None, anchors: Any = None,
+    mask: Any = None, **options: Any,
+) -> tuple[Array, Array]:  # fmt: skip
     """The loss of :func:`log_ratio_loss` and its closed-form gradient ``∂L/∂embeddings``.
 
     The gradient (docs/design.md §1.2) has the embeddings' shape, dtype, namespace and device;
     no autograd graph is recorded.  With ``reduction="none"`` it is the gradient of the sum
-    of the per-anchor losses.  Arguments as in :func:`log_ratio_loss`.
-    Cost: one more B×B×d matrix product than the loss alone.
+    of the per-anchor losses.  Arguments and keyword options (``squared``, ``label_metric``,
+    ``eps``, ``root_eps``, ``ties``, ``reduction``, ``block_size``) as in
+    :func:`log_ratio_loss`.  Cost: one more B×B×d matrix product than the loss alone.
     """
-    options = LossOptions(
-        squared=squared, label_metric=label_metric, eps=eps, root_eps=root_eps, ties=ties,
-        reduction=reduction, block_size=block_size,
-    )  # fmt: skip
     adapter = adapter_for(embeddings)
-    return adapter.loss_and_grad(embeddings, labels, label_distances, anchors, mask, options)
+    return adapter.loss_and_grad(
+        embeddings, labels, label_distances, anchors, mask, LossOptions.from_kwargs(options)
+    )

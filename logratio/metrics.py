@@ -38,6 +38,15 @@ from ._validation import Array, Namespace
 from .distances import direct_distances, sq_euclidean_centered
 from .knn import _check_finite_nonnegative, smallest_k, take_rows
 
+__all__ = [
+    "DEFAULT_BLOCK_ELEMENTS",
+    "average_ranks",
+    "mean_label_distance_at_k",
+    "ndcg_at_k",
+    "retrieval_metrics",
+    "spearman_correlation",
+]
+
 #: Elements of one (block, N) temporary when ``block_size`` is not given.
 DEFAULT_BLOCK_ELEMENTS = 1 << 22
 

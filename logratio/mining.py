@@ -9,6 +9,8 @@ import array_api_compat
 from . import _validation as v
 from ._validation import Array
 
+__all__ = ["dense_triplets"]
+
 #: Anchors enumerated at once by :func:`dense_triplets`: the (r, B, B) condition stays small.
 _TRIPLET_BLOCK_ELEMENTS = 1 << 22
 

@@ -14,6 +14,8 @@ from . import _validation as v
 from ._validation import Array
 from .options import LossOptions
 
+__all__ = ["triplet_log_ratio_loss"]
+
 
 def triplet_log_ratio_loss(
     embeddings: Array,
@@ -104,6 +106,6 @@ def _triplet_indices(xp: Any, triplets: Any, batch: int, like: Array) -> tuple[A
             raise ValueError("triplets must be three 1-D index arrays of equal length")
         if not xp.isdtype(part.dtype, "integral"):
             raise TypeError(f"triplets must hold integers; got dtype {part.dtype}")
-        if v._concrete_any(xp, (part < 0) | (part >= batch)):
+        if v.concrete_any(xp, (part < 0) | (part >= batch)):
             raise ValueError(f"triplets hold indices out of range for a batch of {batch}")
     return tuple(parts)

@@ -22,6 +22,5 @@ def prepare(
     **options: Any,
 ) -> _problem.Problem:
     """The :class:`~logratio._problem.Problem` of a call with keyword options."""
-    return _problem.prepare(
-        embeddings, labels, label_distances, anchors, mask, LossOptions(**options)
-    )
+    arrays = (embeddings, labels, label_distances, anchors, mask)
+    return _problem.prepare(*arrays, options=LossOptions(**options))

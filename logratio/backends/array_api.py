@@ -21,7 +21,7 @@ def loss(
     options: LossOptions,
 ) -> Any:  # fmt: skip
     """The reduced loss (no gradient)."""
-    p = prepare(embeddings, labels, label_distances, anchors, mask, options)
+    p = prepare(embeddings, labels, label_distances, anchors, mask, options=options)
     return _dense.loss_and_grad(p, want_grad=False)[0]
 
 
@@ -30,5 +30,5 @@ def loss_and_grad(
     options: LossOptions,
 ) -> tuple[Any, Any]:  # fmt: skip
     """The reduced loss and its closed-form gradient."""
-    p = prepare(embeddings, labels, label_distances, anchors, mask, options)
+    p = prepare(embeddings, labels, label_distances, anchors, mask, options=options)
     return _dense.loss_and_grad(p, want_grad=True)

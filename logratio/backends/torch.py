@@ -69,7 +69,7 @@ def _loss_and_grad_op(
     options = LossOptions.from_schema(
         squared, label_metric, eps, root_eps, ties, reduction, block_size
     )
-    p = prepare(embeddings, labels, label_distances, anchors, mask, options)
+    p = prepare(embeddings, labels, label_distances, anchors, mask, options=options)
     loss, grad = _dense.loss_and_grad(p, want_grad=want_grad, row_weights=row_weights)
     if grad is None:
         grad = embeddings.new_empty((0,))
@@ -133,7 +133,7 @@ class _LogRatioLossFn(torch.autograd.Function):
         reduction = ctx.options.reduction
         weights = grad_loss if reduction == "none" else None
         if torch.is_grad_enabled():  # the backward is recorded: keep it differentiable
-            p = prepare(*arrays, ctx.options)
+            p = prepare(*arrays, options=ctx.options)
             _, grad = _dense.loss_and_grad(p, want_grad=True, row_weights=weights)
         elif not ctx.grad_saved:
             _, grad = _loss_and_grad_op(*arrays, *ctx.options.schema(), True, weights)
@@ -167,7 +167,7 @@ class _LogRatioLossFnForward(_LogRatioLossFn):
         embeddings, labels, label_distances, anchors, mask = ctx.saved_tensors
         if tangent is None:
             tangent = torch.zeros_like(embeddings)
-        p = prepare(embeddings, labels, label_distances, anchors, mask, ctx.options)
+        p = prepare(embeddings, labels, label_distances, anchors, mask, options=ctx.options)
         _, out = _dense.loss_and_jvp(p, tangent)
         return out, None
 

@@ -53,13 +53,7 @@ def run_jobs(
     return _run_parallel(job, jobs, workers, limits, bar)
 
 
-def _run_parallel(
-    job: Callable[..., Any],
-    jobs: Sequence[tuple[Any, ...]],
-    workers: int,
-    limits: Callable[[], contextlib.AbstractContextManager],
-    bar: Any,
-) -> list[Any]:
+def _run_parallel(job, jobs, workers, limits, bar) -> list[Any]:  # arguments of run_jobs
     """The jobs on a pool of ``workers`` fresh (spawned) processes, in job order."""
     import multiprocessing
     from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
