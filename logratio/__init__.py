@@ -6,7 +6,12 @@ Kim, Seo, Laptev, Cho, Kwak, *Deep Metric Learning Beyond Binary Supervision*, C
 from . import metrics
 from .distances import pairwise_distances
 from .knn import knn_table
-from .loss import log_ratio_loss, log_ratio_loss_and_grad
+from .loss import (
+    log_ratio_loss,
+    log_ratio_loss_and_grad,
+    reference_log_ratio_loss,
+    reference_log_ratio_loss_and_grad,
+)
 from .mining import dense_triplets
 from .options import LossOptions
 from .sampler import DenseBatchSampler
@@ -22,6 +27,8 @@ __all__ = [
     "log_ratio_loss_and_grad",
     "metrics",
     "pairwise_distances",
+    "reference_log_ratio_loss",
+    "reference_log_ratio_loss_and_grad",
     "triplet_log_ratio_loss",
 ]
 __version__ = "0.1.0"

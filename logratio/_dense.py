@@ -45,12 +45,14 @@ class _Operands:
     """
 
     left: Array  # (B, d + 2): [−2F | ‖f‖² + ε' | 1]
-    right: Array  # (B, d + 2): [F | 1 | ‖f‖²]
+    right: Array  # (n, d + 2): [F | 1 | ‖f‖²] of the n neighbour rows
     # the rounding noise of D_ab + ε' is below c·(‖f_a‖² + ‖f_b‖² + ε') (docs/design.md §1.3):
     # D_ab counts as 0 unless D_ab + ε' > thr_row[a] + thr_col[b]
     thr_row: Array  # (B,) c·(‖f_a‖² + ε') + ε'
-    thr_col: Array  # (B,) c·‖f_b‖²
-    cols: Array  # (B,) arange
+    thr_col: Array  # (n,) c·‖f_b‖² of the neighbours
+    rows: Array  # (B,) arange
+    cols: Array  # (n,) the neighbours' row indices
+    neighbours: Array  # (n, d) the neighbours' features
 
 
 def _operands(p: Problem) -> _Operands:
@@ -59,12 +61,16 @@ def _operands(p: Problem) -> _Operands:
     ones = xp.ones((p.batch, 1), dtype=f.dtype, device=dev)
     eps_sq = p.options.eps if p.options.squared else 0.0
     noise = gram_noise_factor(xp, f.shape[1], f.dtype)
+    nb = slice(None) if p.neighbours is None else p.neighbours
+    rows = xp.arange(p.batch, device=dev)
     return _Operands(
         left=xp.concat([-2 * f, (norms + eps_sq)[:, None], ones], axis=1),
-        right=xp.concat([f, ones, norms[:, None]], axis=1),
+        right=xp.concat([f, ones, norms[:, None]], axis=1)[nb, ...],
         thr_row=noise * (norms + eps_sq) + eps_sq,
-        thr_col=noise * norms,
-        cols=xp.arange(p.batch, device=dev),
+        thr_col=noise * norms[nb],
+        rows=rows,
+        cols=rows[nb],
+        neighbours=f[nb, ...],
     )
 
 
@@ -116,9 +122,13 @@ def _block_terms(p: Problem, rows: slice | Array, ops: _Operands, want_kernel: b
     # masked-out pairs have D = 0 and add no gradient (∇D = 2 (f_a − f_b) = 0 for duplicates,
     # whereas K·(f_a − f_b) evaluated as rowsum(K)·f_a − K·f would leave noise u·K_ab·‖f‖)
     sq = _take(xp, ops.left, rows) @ ops.right.T
-    # valid: the pairs of an anchor with any other row (and allowed by the mask)
-    ids = cols[rows] if isinstance(rows, slice) else rows
-    valid = ids[:, None] != cols[None, :]
+    # valid: the pairs of an anchor with any other row (and allowed by the mask); a
+    # reference set (docs/design.md §1) never holds the anchor itself
+    ids = ops.rows[rows] if isinstance(rows, slice) else rows
+    if p.neighbours is None:
+        valid = ids[:, None] != cols[None, :]
+    else:
+        valid = xp.ones(sq.shape, dtype=xp.bool, device=array_api_compat.device(sq))
     if p.mask is not None:
         valid = valid & _take(xp, p.mask, rows)
     keep = (sq > _take(xp, ops.thr_row, rows)[:, None] + ops.thr_col[None, :]) & valid
@@ -138,7 +148,8 @@ def _block_terms(p: Problem, rows: slice | Array, ops: _Operands, want_kernel: b
     if p.label_distances is not None:
         lab = xp.where(valid, _take(xp, p.label_distances, rows), 0.0)
     else:
-        lab = direct_distances(xp, _take(xp, p.labels, rows), p.labels, opts.label_metric)
+        nb_labels = p.labels if p.neighbours is None else p.labels[p.neighbours, ...]
+        lab = direct_distances(xp, _take(xp, p.labels, rows), nb_labels, opts.label_metric)
         if lab.dtype != dpe.dtype:
             lab = xp.astype(lab, dpe.dtype)
         if p.mask is not None or callable(opts.label_metric):
@@ -148,7 +159,8 @@ def _block_terms(p: Problem, rows: slice | Array, ops: _Operands, want_kernel: b
     u = xp.log(dpe / (lab + eps))
     if p.mask is None:
         dev = array_api_compat.device(u)
-        n = xp.full((u.shape[0],), max(p.batch - 1, 0), dtype=u.dtype, device=dev)
+        others = p.batch - 1 if p.neighbours is None else cols.shape[0]
+        n = xp.full((u.shape[0],), max(others, 0), dtype=u.dtype, device=dev)
     else:
         n = xp.sum(xp.astype(valid, u.dtype), axis=1)
     mean = xp.sum(u, axis=1) / xp.where(n > 0, n, 1.0)
@@ -255,26 +267,39 @@ def anchor_terms(
         k = terms.kernel
         if row_weights is not None:
             k = k * row_weights[start : start + k.shape[0], None]
-        fr = _take(xp, f, rows)
+        fr, fn = _take(xp, f, rows), ops.neighbours
         # ∇f_a += Σ_b K_ab (f_a − f_b)   and   ∇f_b −= K_ab (f_a − f_b)
-        anchor_part = xp.sum(k, axis=1)[:, None] * fr - k @ f
-        nb = xp.sum(k, axis=0)[:, None] * f - k.T @ fr
+        anchor_part = xp.sum(k, axis=1)[:, None] * fr - k @ fn
+        nb = xp.sum(k, axis=0)[:, None] * fn - k.T @ fr
         neighbour = nb if neighbour is None else neighbour + nb
         if p.anchors is None:
             anchor_parts.append(anchor_part)
         else:  # scatter-add into the anchors' rows (indices may repeat)
-            onehot = xp.astype(rows[:, None] == ops.cols[None, :], f.dtype)
+            onehot = xp.astype(rows[:, None] == ops.rows[None, :], f.dtype)
             part = onehot.T @ anchor_part
             scattered = part if scattered is None else scattered + part
     grad = None
     if want_grad:
-        if neighbour is None:  # no anchors at all
-            grad = xp.zeros_like(f)
-        else:
-            grad = neighbour if scattered is None else neighbour + scattered
-            if anchor_parts:
-                grad = grad + _concat(xp, anchor_parts, f)
+        grad = _assemble(p, neighbour, scattered, anchor_parts)
     return _concat(xp, losses, f), _concat(xp, counts, f), grad
+
+
+def _assemble(
+    p: Problem, neighbour: Array | None, scattered: Array | None, anchor_parts: list[Array]
+) -> Array:
+    """The (B, d) gradient from the neighbours' part (every row, or the reference rows), the
+    anchors' part scattered to their rows, or the anchors' parts of consecutive blocks."""
+    xp, f = p.xp, p.features
+    if neighbour is None:  # no anchors at all
+        return xp.zeros_like(f)
+    anchors = _concat(xp, anchor_parts, f) if anchor_parts else None
+    if p.neighbours is not None:  # rows [0, Q) are queries, [Q, B) the reference set
+        q = p.neighbours.start
+        if anchors is None:
+            anchors = xp.zeros((q, f.shape[1]), dtype=f.dtype, device=array_api_compat.device(f))
+        neighbour, anchors = xp.concat([anchors, neighbour], axis=0), None
+    grad = neighbour if scattered is None else neighbour + scattered
+    return grad if anchors is None else grad + anchors
 
 
 def anchor_tangents(p: Problem, tangent: Array) -> tuple[Array, Array, Array]:
@@ -290,14 +315,16 @@ def anchor_tangents(p: Problem, tangent: Array) -> tuple[Array, Array, Array]:
         t = t - xp.mean(t, axis=0)
     ft = xp.sum(f * t, axis=1)
     ops = _operands(p)
+    nb = slice(None) if p.neighbours is None else p.neighbours
     losses, counts, tangents = [], [], []
     for rows, _ in _blocks(p):
         terms = _block_terms(p, rows, ops, True)
         losses.append(terms.row_loss)
         counts.append(terms.row_count)
         fr, tr, ftr = _take(xp, f, rows), _take(xp, t, rows), _take(xp, ft, rows)
+        fn, tn, ftn = ops.neighbours, _take(xp, t, nb), _take(xp, ft, nb)
         # (f_a − f_b)·(t_a − t_b) = f_a·t_a + f_b·t_b − f_a·t_b − f_b·t_a
-        pair = ftr[:, None] + ft[None, :] - fr @ t.T - tr @ f.T
+        pair = ftr[:, None] + ftn[None, :] - fr @ tn.T - tr @ fn.T
         tangents.append(xp.sum(terms.kernel * pair, axis=1))
     return _concat(xp, losses, f), _concat(xp, counts, f), _concat(xp, tangents, f)
 

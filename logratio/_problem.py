@@ -73,14 +73,29 @@ class Problem:
         return self.features.shape[0]
 
     @property
+    def neighbours(self) -> slice | None:
+        """The neighbour rows: None for every row (the anchor itself excluded), or the
+        reference set ``slice(Q, B)`` when the first Q rows are queries."""
+        q = self.options.num_queries
+        return None if q is None else slice(q, self.batch)
+
+    @property
     def num_anchors(self) -> int:
-        return self.batch if self.anchors is None else self.anchors.shape[0]
+        if self.anchors is not None:
+            return self.anchors.shape[0]
+        q = self.options.num_queries
+        return self.batch if q is None else q
 
 
 def check_inputs(
-    embeddings: Any, labels: Any, label_distances: Any, anchors: Any, mask: Any
-) -> Inputs:
-    """Validate the arrays of :func:`logratio.log_ratio_loss`; errors name the argument."""
+    embeddings: Any, labels: Any, label_distances: Any, anchors: Any, mask: Any,
+    num_queries: int | None = None,
+) -> Inputs:  # fmt: skip
+    """Validate the arrays of :func:`logratio.log_ratio_loss`; errors name the argument.
+
+    With ``num_queries`` Q, the first Q rows are queries: label distances and the mask are
+    (Q, B − Q) and anchors index the queries.
+    """
     xp = v.namespace(embeddings, name="embeddings")
     v.embeddings_2d(xp, embeddings)
     dtype = v.compute_dtype(xp, embeddings)
@@ -90,17 +105,20 @@ def check_inputs(
             + ("both" if labels is not None else "neither")
         )
     batch = embeddings.shape[0]
+    if num_queries is not None and num_queries > batch:
+        raise ValueError(f"num_queries={num_queries} exceeds the {batch} rows of embeddings")
+    pairs = batch if num_queries is None else (num_queries, batch - num_queries)
     y = dl = None
     if labels is not None:
         y = v.labels_for(xp, labels, batch, embeddings, dtype)
     else:
-        dl = v.label_distances_for(xp, label_distances, batch, embeddings, dtype)
+        dl = v.label_distances_for(xp, label_distances, pairs, embeddings, dtype)
     return Inputs(
         embeddings,
         y,
         dl,
-        v.anchors_for(xp, anchors, batch, embeddings),
-        v.mask_for(xp, mask, batch, embeddings),
+        v.anchors_for(xp, anchors, batch if num_queries is None else num_queries, embeddings),
+        v.mask_for(xp, mask, pairs, embeddings),
     )
 
 
@@ -144,8 +162,9 @@ def make_problem(inputs: Inputs, options: LossOptions) -> Problem:
 def prepare(*arrays: Any, options: LossOptions | None = None) -> Problem:
     """:func:`check_inputs` of ``(embeddings, labels, label_distances, anchors, mask)`` (the
     missing trailing ones None), then :func:`make_problem` (default options when None)."""
-    inputs = check_inputs(*arrays, *(None,) * (5 - len(arrays)))
-    return make_problem(inputs, LossOptions() if options is None else options)
+    options = LossOptions() if options is None else options
+    inputs = check_inputs(*arrays, *(None,) * (5 - len(arrays)), options.num_queries)
+    return make_problem(inputs, options)
 
 
 def _grid_mean(xp: Namespace, f: Array) -> Array:

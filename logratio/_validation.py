@@ -179,15 +179,20 @@ def labels_for(xp: Namespace, labels: Any, batch: int, like: Array, dtype: Any) 
 
 
 def label_distances_for(
-    xp: Namespace, label_distances: Any, batch: int, like: Array, dtype: Any
+    xp: Namespace, label_distances: Any, batch: int | tuple[int, int], like: Array, dtype: Any
 ) -> Array:
-    """Check and convert a square (B, B) label distance matrix."""
+    """Check and convert a (B, B) label distance matrix (``batch`` an int), or a (Q, N) one
+    between queries and a reference set (``batch = (Q, N)``)."""
     dl = as_array(xp, label_distances, like=like, dtype=dtype, name="label_distances")
-    if dl.ndim != 2 or dl.shape[0] != dl.shape[1]:
-        raise ValueError(f"label_distances must be a square (B, B) array; got shape {_shape(dl)}")
-    if dl.shape[0] != batch:
+    if isinstance(batch, int):
+        if dl.ndim != 2 or dl.shape[0] != dl.shape[1]:
+            raise ValueError(
+                f"label_distances must be a square (B, B) array; got shape {_shape(dl)}"
+            )
+        batch = (batch, batch)
+    if dl.ndim != 2 or tuple(dl.shape) != batch:
         raise ValueError(
-            f"label_distances must have shape ({batch}, {batch}) to match embeddings; "
+            f"label_distances must have shape {batch} to match the embeddings; "
             f"got shape {_shape(dl)}"
         )
     check_label_distance_values(xp, dl, "label_distances")
@@ -245,13 +250,15 @@ def anchors_for(xp: Namespace, anchors: Any, batch: int, like: Array) -> Array |
     return xp.where(a < 0, a + batch, a)
 
 
-def mask_for(xp: Namespace, mask: Any, batch: int, like: Array) -> Array | None:
-    """Check a (B, B) boolean mask of allowed (anchor, neighbour) pairs."""
+def mask_for(xp: Namespace, mask: Any, batch: int | tuple[int, int], like: Array) -> Array | None:
+    """Check a (B, B) boolean mask of allowed (anchor, neighbour) pairs ((Q, N) between
+    queries and a reference set when ``batch = (Q, N)``)."""
     if mask is None:
         return None
+    shape = (batch, batch) if isinstance(batch, int) else batch
     m = as_array(xp, mask, like=like, name="mask")
-    if m.ndim != 2 or m.shape[0] != batch or m.shape[1] != batch:
-        raise ValueError(f"mask must have shape ({batch}, {batch}); got shape {_shape(m)}")
+    if m.ndim != 2 or tuple(m.shape) != shape:
+        raise ValueError(f"mask must have shape {shape}; got shape {_shape(m)}")
     if not xp.isdtype(m.dtype, "bool"):
         raise TypeError(f"mask must be a boolean array; got dtype {m.dtype}")
     return m

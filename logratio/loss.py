@@ -25,11 +25,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import _validation as v
 from ._validation import Array
 from .backends import adapter_for
 from .options import LossOptions
 
-__all__ = ["log_ratio_loss", "log_ratio_loss_and_grad"]
+__all__ = [
+    "log_ratio_loss",
+    "log_ratio_loss_and_grad",
+    "reference_log_ratio_loss",
+    "reference_log_ratio_loss_and_grad",
+]
 
 
 def log_ratio_loss(
@@ -117,3 +123,98 @@ def log_ratio_loss_and_grad(
     return adapter.loss_and_grad(
         embeddings, labels, label_distances, anchors, mask, LossOptions.from_kwargs(options)
     )
+
+
+def reference_log_ratio_loss(
+    queries: Array,
+    reference: Array,
+    query_labels: Any = None,
+    reference_labels: Any = None,
+    *,
+    label_distances: Any = None,
+    anchors: Any = None,
+    mask: Any = None,
+    **options: Any,
+) -> Array:
+    """The log-ratio loss of queries against a reference set (a memory bank, another view).
+
+    Every query ``q`` is an anchor and every reference row a neighbour: the loss over the
+    triplets ``(q, i, j)`` with ``i ≠ j`` in the reference set, by the same per-row identity
+    as :func:`log_ratio_loss` (docs/design.md §1.1), O(Q·N·(d + p)) time.  A reference row
+    equal to the query (the same sample in both sets) is an ordinary neighbour at distance 0.
+
+    Args:
+      queries: (Q, d) embeddings of the anchors.
+      reference: (N, d) embeddings of the neighbours, the same array type.
+      query_labels, reference_labels: (Q,) / (Q, p) and (N,) / (N, p) labels; or ``None``
+        with ``label_distances`` (Q, N).
+      anchors: a subset of the queries (an int, indices or a boolean mask of shape (Q,)).
+      mask: (Q, N) boolean, the (query, reference) pairs allowed.
+      options: as in :func:`log_ratio_loss` (``squared``, ``label_metric``, ``eps``,
+        ``root_eps``, ``ties``, ``reduction``, ``block_size``).
+
+    Returns:
+      The loss; differentiable with respect to both ``queries`` and ``reference`` under
+      PyTorch and JAX.  ``reduction="none"`` gives one value per query (anchor).
+    """
+    embeddings, labels, options = _stack_reference(
+        queries, reference, query_labels, reference_labels, options
+    )
+    adapter = adapter_for(queries)
+    return adapter.loss(embeddings, labels, label_distances, anchors, mask, options)
+
+
+def reference_log_ratio_loss_and_grad(
+    queries: Array,
+    reference: Array,
+    query_labels: Any = None,
+    reference_labels: Any = None,
+    *,
+    label_distances: Any = None,
+    anchors: Any = None,
+    mask: Any = None,
+    **options: Any,
+) -> tuple[Array, Array, Array]:
+    """:func:`reference_log_ratio_loss` and its closed-form gradients:
+    ``(loss, ∂loss/∂queries, ∂loss/∂reference)``."""
+    embeddings, labels, options = _stack_reference(
+        queries, reference, query_labels, reference_labels, options
+    )
+    adapter = adapter_for(queries)
+    loss, grad = adapter.loss_and_grad(embeddings, labels, label_distances, anchors, mask, options)
+    q = queries.shape[0]
+    return loss, grad[:q, ...], grad[q:, ...]
+
+
+def _stack_reference(
+    queries: Any, reference: Any, query_labels: Any, reference_labels: Any, options: dict
+) -> tuple[Array, Array | None, LossOptions]:
+    """``[queries; reference]``, their labels stacked, and the options with ``num_queries``."""
+    if "num_queries" in options:
+        raise TypeError("num_queries is set by the reference loss itself")
+    xp = v.namespace(queries, reference, name="queries and reference")
+    for name, x in (("queries", queries), ("reference", reference)):
+        v.embeddings_2d(xp, x, name=name)
+    if queries.shape[1] != reference.shape[1]:
+        raise ValueError(
+            f"reference must have {queries.shape[1]} columns like queries; got shape "
+            f"{tuple(reference.shape)}"
+        )
+    if (query_labels is None) != (reference_labels is None):
+        raise ValueError("pass both query_labels and reference_labels, or neither")
+    labels = None
+    if query_labels is not None:
+        parts = []
+        for name, y, n in (
+            ("query_labels", query_labels, queries.shape[0]),
+            ("reference_labels", reference_labels, reference.shape[0]),
+        ):
+            y = v.as_array(xp, y, like=queries, name=name)
+            if y.ndim not in (1, 2) or y.shape[0] != n:
+                raise ValueError(f"{name} must have shape ({n},) or ({n}, p); got {y.shape}")
+            parts.append(xp.reshape(y, (n, 1)) if y.ndim == 1 else y)
+        if parts[0].shape[1] != parts[1].shape[1]:
+            raise ValueError("query_labels and reference_labels must have the same columns")
+        labels = xp.concat(parts, axis=0)
+    options = LossOptions.from_kwargs({**options, "num_queries": queries.shape[0]})
+    return xp.concat([queries, reference], axis=0), labels, options

@@ -43,6 +43,10 @@ class LossOptions:
         code); ``"exclude"`` drops them (the paper's strict ``Δ_ai < Δ_aj``).
       reduction: ``"mean"`` over counted triplets, ``"sum"``, or ``"none"`` (per-anchor sums).
       block_size: anchors per block (memory O(block_size · B)); ``None`` chooses by size.
+      num_queries: ``None`` for the dense loss of a batch (every row a possible anchor and
+        neighbour of the others); an int Q when the first Q rows are queries (the anchors)
+        and the others a reference set (the neighbours): the loss of
+        :func:`logratio.reference_log_ratio_loss`.
 
     Equal options compare and hash equal, so a compiled function is reused across calls.
     """
@@ -54,6 +58,7 @@ class LossOptions:
     ties: Ties = "include"
     reduction: Reduction = "mean"
     block_size: int | None = None
+    num_queries: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.squared, bool):
@@ -69,6 +74,10 @@ class LossOptions:
         v.choice("ties", self.ties, v.TIES)
         v.choice("reduction", self.reduction, v.REDUCTIONS)
         _set(self, "block_size", v.optional_block_size(self.block_size))
+        if self.num_queries is not None:
+            q = self.num_queries
+            if isinstance(q, bool) or not isinstance(q, int) or q < 0:
+                raise ValueError(f"num_queries must be None or a non-negative int; got {q!r}")
 
     @classmethod
     def from_kwargs(cls, options: dict[str, Any]) -> LossOptions:

@@ -92,6 +92,7 @@ def _checked(embeddings, labels, label_distances, anchors, mask, options) -> Inp
         jax.lax.stop_gradient(_asarray(label_distances, "label_distances")),
         anchors if isinstance(anchors, int) else _asarray(anchors, "anchors"),
         _asarray(mask, "mask"),
+        options.num_queries,
     )
 
 

@@ -57,6 +57,7 @@ def _loss_and_grad_op(
     ties: str,
     reduction: str,
     block_size: int | None,
+    num_queries: int | None,
     want_grad: bool,
     row_weights: torch.Tensor | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -67,7 +68,7 @@ def _loss_and_grad_op(
     upstream weights of ``reduction="none"``.
     """
     options = LossOptions.from_schema(
-        squared, label_metric, eps, root_eps, ties, reduction, block_size
+        squared, label_metric, eps, root_eps, ties, reduction, block_size, num_queries
     )
     p = prepare(embeddings, labels, label_distances, anchors, mask, options=options)
     loss, grad = _dense.loss_and_grad(p, want_grad=want_grad, row_weights=row_weights)
@@ -81,13 +82,13 @@ def _loss_and_grad_op(
 @_loss_and_grad_op.register_fake
 def _loss_and_grad_fake(
     embeddings, labels, label_distances, anchors, mask, squared, label_metric, eps, root_eps,
-    ties, reduction, block_size, want_grad, row_weights,
+    ties, reduction, block_size, num_queries, want_grad, row_weights,
 ):  # fmt: skip
     dtype = torch.float32 if embeddings.dtype in (torch.float16, torch.bfloat16) else None
     if reduction != "none":
         shape: tuple[Any, ...] = ()
     elif anchors is None:
-        shape = (embeddings.shape[0],)
+        shape = (embeddings.shape[0] if num_queries is None else num_queries,)
     elif anchors.dtype == torch.bool:
         shape = (torch.library.get_ctx().new_dynamic_size(),)
     else:
@@ -221,7 +222,9 @@ def _op_arguments(
             v.embeddings_2d(xp, embeddings)
             dtype = v.compute_dtype(xp, embeddings)
             y = v.labels_for(xp, labels, embeddings.shape[0], embeddings, dtype)
-            label_distances, labels = direct_distances(xp, y, y, options.label_metric), None
+            q = options.num_queries
+            rows, cols = (y, y) if q is None else (y[:q, ...], y[q:, ...])
+            label_distances, labels = direct_distances(xp, rows, cols, options.label_metric), None
         # unused: the op sees label distances (or reports passing both)
         options = options.replace(label_metric="euclidean")
     tensors = (
