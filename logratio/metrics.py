@@ -15,7 +15,9 @@ ranking is judged by the queries' *label* distances ``Δ_qb`` to what it retriev
   is kept, not only the top of the list.  A query whose embedding or label distances are
   all equal gets ρ = 0 (a collapsed embedding preserves nothing).
 
-Queries are processed ``block_size`` at a time: memory O(block_size · N) for a database of N.
+Embedding distances come from explicit differences (not the Gram identity), so that equal
+distances are exactly equal and the tie rules hold.  Queries are processed ``block_size`` at a
+time: memory O(block_size · N) for a database of N.
 The label distances come from label vectors and ``label_metric`` or are given as a (Q, N)
 matrix.  When the query set is the database (leave-one-out evaluation), pass
 ``exclude_self=True``: query ``q`` is then database item ``q``, and that item is removed from
@@ -35,7 +37,7 @@ import array_api_compat
 
 from . import _validation as v
 from ._validation import Array, Namespace
-from .distances import direct_distances, sq_euclidean_centered
+from .distances import direct_distances
 from .knn import _check_finite_nonnegative, smallest_k, take_rows
 
 __all__ = [
@@ -177,9 +179,8 @@ def retrieval_metrics(
 @dataclass(frozen=True)
 class _Inputs:
     xp: Namespace
-    queries: Array  # (Q, d) centred on the database mean
-    database: Array  # (N, d) centred
-    db_norms: Array  # (N,)
+    queries: Array  # (Q, d)
+    database: Array  # (N, d)
     query_labels: Array | None  # (Q, p)
     db_labels: Array | None  # (N, p)
     label_distances: Array | None  # (Q, N)
@@ -218,7 +219,7 @@ def _evaluate(
     for start in range(0, n_q, s.block_size):
         q = s.queries[start : min(start + s.block_size, n_q), :]
         r = q.shape[0]
-        emb = sq_euclidean_centered(xp, q, xp.sum(q * q, axis=1), s.database, s.db_norms)
+        emb = _exact_sq_distances(xp, q, s.database)
         lab = _label_block(s, start, r)
         own = None
         if s.exclude_self:
@@ -239,6 +240,26 @@ def _evaluate(
         if spearman:
             _add(parts, "spearman", _spearman_rows(xp, emb, lab, own))
     return {name: float(xp.mean(xp.concat(p, axis=0))) for name, p in parts.items()}
+
+
+#: Embedding columns differenced at once: (block, N, 16) temporaries.
+_COLUMNS_PER_PASS = 16
+
+
+def _exact_sq_distances(xp: Namespace, q: Array, db: Array) -> Array:
+    """``Σ_k (q_k − x_k)²`` from explicit differences, every pair summed in the same order.
+
+    Not the Gram identity: its rounding turns equal distances (quantised or binary codes,
+    integer grids) into unequal ones and breaks the documented tie rules (docs/design.md §3).
+    O(r·N·d) time, O(r·N·16) memory.
+    """
+    out = None
+    for c in range(0, q.shape[1], _COLUMNS_PER_PASS):
+        stop = min(c + _COLUMNS_PER_PASS, q.shape[1])
+        diff = q[:, None, c:stop] - db[None, :, c:stop]
+        part = xp.sum(diff * diff, axis=2)
+        out = part if out is None else out + part
+    return out
 
 
 def _add(parts: dict[str, list[Array]], name: str, value: Array) -> None:
@@ -361,8 +382,6 @@ def _inputs(
     db = xp.astype(db_emb, dtype) if db_emb.dtype != dtype else db_emb
     _check_finite_nonnegative(xp, q, "query_emb", nonnegative=False)
     _check_finite_nonnegative(xp, db, "db_emb", nonnegative=False)
-    center = xp.mean(db, axis=0)
-    q, db = q - center, db - center
     yq = ydb = dl = None
     p = 1
     if label_distances is not None:
@@ -388,9 +407,10 @@ def _inputs(
         _check_finite_nonnegative(xp, ydb, "db_labels", nonnegative=False)
         p = yq.shape[1]
     if block_size is None:
-        block_size = max(1, DEFAULT_BLOCK_ELEMENTS // (n_db * p))
+        width = max(p, min(q.shape[1], _COLUMNS_PER_PASS))
+        block_size = max(1, DEFAULT_BLOCK_ELEMENTS // max(n_db * width, 1))
     return _Inputs(
-        xp=xp, queries=q, database=db, db_norms=xp.sum(db * db, axis=1), query_labels=yq,
+        xp=xp, queries=q, database=db, query_labels=yq,
         db_labels=ydb, label_distances=dl, label_metric=metric, exclude_self=exclude_self,
         block_size=block_size,
     )  # fmt: skip

@@ -78,18 +78,24 @@ def reference(q, db, lq=None, ldb=None, *, dl=None, ks=(), ndcg_ks=(), exclude_s
 
 
 @st.composite
-def retrieval_cases(draw, *, same_set=False):
-    """Integer embeddings with a database whose mean is exactly 0: every distance is exact.
+def retrieval_cases(draw, *, same_set=False, symmetric=None):
+    """Integer embeddings: every distance is an exact integer, equal distances are exactly
+    equal, and the tie order (database index) is testable.
 
-    The database is ``X ∪ −X`` (shuffled), so centring changes nothing and the Gram identity
-    gives the exact integer distances; equal distances are then exactly equal, and the
-    tie order (database index) is testable.
+    With ``symmetric``, the database is ``X ∪ −X`` (shuffled), whose mean is exactly 0;
+    otherwise any integer grid (mean not 0, where a centred Gram identity would round
+    distances apart).
     """
     d = draw(st.integers(1, 3))
     half = draw(st.integers(1, 8))
     x = draw(hnp.arrays(np.float64, (half, d), elements=st.integers(-6, 6).map(float)))
     perm = draw(st.permutations(range(2 * half)))
-    db = np.concatenate([x, -x])[list(perm)]
+    if symmetric is None:
+        symmetric = draw(st.booleans())
+    if symmetric:
+        db = np.concatenate([x, -x])[list(perm)]
+    else:
+        db = draw(hnp.arrays(np.float64, (2 * half, d), elements=st.integers(-6, 9).map(float)))
     same_set = same_set or draw(st.booleans())
     q = db if same_set else draw(
         hnp.arrays(np.float64, (draw(st.integers(1, 7)), d), elements=st.integers(-8, 8).map(float))
@@ -186,6 +192,36 @@ def test_without_exclude_self_a_query_finds_itself():
     labels = rng.normal(size=10)
     assert metrics.mean_label_distance_at_k(emb, emb, labels, labels, 1) == 0.0
     assert metrics.mean_label_distance_at_k(emb, emb, labels, labels, 1, exclude_self=True) > 0
+
+
+@given(retrieval_cases(same_set=True, symmetric=False), st.integers(1, 3))
+def test_exact_ties_on_integer_grids(case, k):
+    """Leave-one-out on grids whose mean is not 0 (quantised codes): equal distances stay
+    equal, so average ranks (Spearman) and ties by index (top-k, nDCG) match brute force."""
+    q, db, lq, ldb = case
+    k = min(k, len(db) - 1)
+    if k < 1:
+        return
+    want = reference(q, db, lq, ldb, ks=(k,), ndcg_ks=(k,), exclude_self=True)
+    got = metrics.retrieval_metrics(q, db, lq, ldb, ks=(k,), ndcg_ks=(k,), exclude_self=True)
+    for name in want:
+        assert got[name] == pytest.approx(want[name], rel=1e-12, abs=1e-12), name
+
+
+def test_spearman_tie_example_matches_scipy():
+    """Q = [[1, 0], [1, −1], [2, 0]]: the distances from row 0 to rows 1 and 2 are both 1."""
+    stats = pytest.importorskip("scipy.stats")
+    q = np.array([[1.0, 0.0], [1.0, -1.0], [2.0, 0.0]])
+    y = np.array([2.0, 0.0, 2.0])
+    want = []
+    for i in range(3):
+        others = [j for j in range(3) if j != i]
+        emb = [float(np.sum((q[i] - q[j]) ** 2)) for j in others]
+        lab = [abs(y[i] - y[j]) for j in others]
+        rho = stats.spearmanr(emb, lab).statistic
+        want.append(0.0 if np.isnan(rho) else rho)
+    got = metrics.spearman_correlation(q, q, y, y, exclude_self=True)
+    assert got == pytest.approx(np.mean(want), rel=1e-12)
 
 
 def test_large_offset_does_not_change_the_ranking():
