@@ -6,7 +6,8 @@ Kim, Seo, Laptev, Cho, Kwak, *Deep Metric Learning Beyond Binary Supervision*, C
 from . import metrics
 from ._dispatch import log_ratio_loss, log_ratio_loss_and_grad
 from .distances import pairwise_distances
-from .knn import knn_table
+from .knn import knn_method, knn_table
+from .label_metrics import PeriodicMetric, periodic
 from .mining import dense_triplets
 from .sampler import DenseBatchSampler
 from .triplets import triplet_log_ratio_loss
@@ -14,12 +15,15 @@ from .triplets import triplet_log_ratio_loss
 __all__ = [
     "DenseBatchSampler",
     "LogRatioLoss",
+    "PeriodicMetric",
     "dense_triplets",
+    "knn_method",
     "knn_table",
     "log_ratio_loss",
     "log_ratio_loss_and_grad",
     "metrics",
     "pairwise_distances",
+    "periodic",
     "triplet_log_ratio_loss",
 ]
 __version__ = "0.1.0"
