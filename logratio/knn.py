@@ -473,7 +473,7 @@ def _sort_knn(y: np.ndarray, k: int, metric: Any) -> tuple[np.ndarray, np.ndarra
 def _tree_knn(y: np.ndarray, k: int, metric: Any) -> tuple[np.ndarray, np.ndarray]:
     """Low-dimensional labels: a KD-tree of the distinct labels, its answers re-ranked exactly.
 
-    The tree gives each distinct label its ``q`` nearest distinct labels (``q = k + 1`` at
+    The tree gives each distinct label its ``q`` nearest distinct labels (``q = k + 3`` at
     first); they are complete when the ``(k + 1)``-th nearest sample among them, by the
     exact distance, is nearer (by more than a rounding slack) than the tree's ``q``-th
     label, since no label the tree left out can then be nearer.  Rows that are not complete
@@ -494,7 +494,7 @@ def _tree_knn(y: np.ndarray, k: int, metric: Any) -> tuple[np.ndarray, np.ndarra
     top = np.empty((u, kk), dtype=np.int64)
     top_d = np.empty((u, kk), dtype=y.dtype)
     pending = np.arange(u)
-    q = min(kk, u)
+    q = min(kk + 2, u)  # one label beyond the (k + 1)-th: most rows are complete at once
     while pending.size:
         step = max(1, _CANDIDATE_BUDGET // q)
         left_over = []

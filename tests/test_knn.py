@@ -260,7 +260,11 @@ def float_cases(draw):
     """Arbitrary floats of very different magnitudes, drawn from a small pool: duplicates."""
     n = draw(st.integers(1, 30))
     p = draw(st.sampled_from([1, 2, 3]))
-    pool = draw(st.lists(st.floats(-1e6, 1e6, allow_subnormal=False), min_size=1, max_size=2 * n))
+    # ±1e17 next to small values: distinct labels at one rounded distance (ties by rounding)
+    value = st.one_of(
+        st.floats(-1e6, 1e6, allow_subnormal=False), st.sampled_from([-1e17, 1e17, 3e17])
+    )
+    pool = draw(st.lists(value, min_size=1, max_size=2 * n))
     picks = draw(st.lists(st.sampled_from(pool), min_size=n * p, max_size=n * p))
     labels = np.asarray(picks, dtype=np.float64).reshape(n, p)
     return labels, draw(st.integers(0, n - 1))
@@ -485,3 +489,33 @@ def test_large_scalar_labels_fast_and_small():
         want = np.lexsort((np.arange(labels.size), d))[:5]
         np.testing.assert_array_equal(idx[a], want)
         np.testing.assert_array_equal(dist[a], d[want])
+
+
+@given(
+    st.integers(2, 80).flatmap(
+        lambda n: hnp.arrays(np.float64, (n,), elements=st.integers(-40, 80).map(lambda i: i / 4))
+    ),
+    st.sampled_from([3.0, 8.0, 10.0]),
+    st.integers(0, 4),
+)
+def test_periodic_scalar_labels_wrap_like_the_reference(labels, period, k):
+    """Many labels, few neighbours: the sort path's windows must wrap around the circle."""
+    k = min(k, labels.size - 1)
+    metric = logratio.periodic(period)
+    ref_idx, ref_dist = reference_knn(labels, k, metric)
+    for method in ("sort", "tree"):
+        idx, dist = logratio.knn_table(
+            labels, k, label_metric=metric, method=method, return_distances=True
+        )
+        np.testing.assert_array_equal(idx, ref_idx, err_msg=method)
+        np.testing.assert_array_equal(dist, ref_dist, err_msg=method)
+
+
+def test_periodic_neighbours_across_zero():
+    angles = np.arange(1.0, 359.0, 2.0)  # 1, 3, ..., 357: 0 sits between 359 and 1
+    angles = np.concatenate([angles, [359.5, 0.25]])
+    idx = logratio.knn_table(angles, 3, label_metric=logratio.periodic(360.0), method="sort")
+    last, first = angles.size - 2, angles.size - 1
+    np.testing.assert_array_equal(idx[first], [0, last, 1])  # 1 and 359.5 (tie); 3
+    np.testing.assert_array_equal(idx[0], [first, last, 1])  # 0.25; 359.5; 3
+    np.testing.assert_array_equal(idx, reference_knn(angles, 3, logratio.periodic(360.0))[0])
