@@ -101,6 +101,8 @@ def run_case(kind: str, method: str, p: int, n: int, timeout: float) -> dict:
 
 def estimate(done: list[dict], method: str, n: int) -> float | None:
     """Seconds at ``n``, extrapolated from the two largest measured smaller N (or None)."""
+    if any(r.get("status", "").startswith(("timeout", "skipped")) for r in done):
+        return math.inf  # a smaller N already took too long
     ok = [r for r in done if r.get("status") == "ok" and r["n"] < n]
     if not ok:
         return None
@@ -188,8 +190,13 @@ def main(argv: list[str] | None = None) -> None:
             for n in sizes:
                 guess = estimate(done, method, n)
                 if guess is not None and guess > args.limit:
+                    why = (
+                        "a smaller N timed out"
+                        if guess == math.inf
+                        else f"about {guess:,.0f} s estimated"
+                    )
                     row = {"kind": "knn", "method": method, "p": p, "n": n,
-                           "status": f"skipped: about {guess:,.0f} s estimated"}  # fmt: skip
+                           "status": f"skipped: {why}"}  # fmt: skip
                 else:
                     row = run_case("knn", method, p, n, timeout=max(10 * args.limit, 600))
                 done.append(row)
