@@ -5,7 +5,8 @@ Kim, Seo, Laptev, Cho, Kwak, *Deep Metric Learning Beyond Binary Supervision*, C
 
 from . import metrics
 from .distances import pairwise_distances
-from .knn import knn_table
+from .knn import knn_method, knn_table
+from .label_metrics import PeriodicMetric, periodic
 from .loss import (
     log_ratio_loss,
     log_ratio_loss_and_grad,
@@ -21,12 +22,15 @@ __all__ = [
     "DenseBatchSampler",
     "LogRatioLoss",
     "LossOptions",
+    "PeriodicMetric",
     "dense_triplets",
+    "knn_method",
     "knn_table",
     "log_ratio_loss",
     "log_ratio_loss_and_grad",
     "metrics",
     "pairwise_distances",
+    "periodic",
     "reference_log_ratio_loss",
     "reference_log_ratio_loss_and_grad",
     "triplet_log_ratio_loss",

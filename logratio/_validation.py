@@ -23,6 +23,7 @@ __all__ = [
     "Namespace",
     "anchors_for",
     "as_array",
+    "check_finite",
     "check_label_distance_values",
     "choice",
     "compute_dtype",
@@ -275,3 +276,17 @@ def concrete_any(xp: Namespace, cond: Array) -> bool:
 def _shape(x: Any) -> tuple[Any, ...] | str:
     shape = getattr(x, "shape", None)
     return tuple(shape) if shape is not None else type(x).__name__
+
+
+def check_finite(xp: Namespace, x: Array, name: str, *, nonnegative: bool = True) -> None:
+    """Raise ValueError on NaN, ±inf (or negative values); skipped under a tracer."""
+    bad = ~xp.isfinite(x)
+    if nonnegative:
+        bad = bad | (x < 0)
+    try:
+        found = bool(xp.any(bad))
+    except TypeError:  # a traced value cannot be inspected
+        return
+    if found:
+        what = "finite and non-negative" if nonnegative else "finite"
+        raise ValueError(f"{name} must be {what}")

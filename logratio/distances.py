@@ -15,7 +15,13 @@ from collections.abc import Callable
 from . import _validation as v
 from ._validation import Array, Namespace
 
-__all__ = ["direct_distances", "gram_noise_factor", "pairwise_distances", "sq_euclidean_centered"]
+__all__ = [
+    "COLUMN_LOOP_MAX",
+    "direct_distances",
+    "gram_noise_factor",
+    "pairwise_distances",
+    "sq_euclidean_centered",
+]
 
 
 def pairwise_distances(x: Array, y: Array | None = None, *, metric: str = "sqeuclidean") -> Array:
@@ -90,7 +96,7 @@ def sq_euclidean_centered(
 
 
 #: Label dimensions up to this many are differenced one column at a time.
-_COLUMN_LOOP_MAX = 16
+COLUMN_LOOP_MAX = 16
 
 
 def gram_noise_factor(xp: Namespace, dim: int, dtype: object) -> float:
@@ -112,7 +118,7 @@ def direct_distances(
     """
     if callable(metric):
         return _call_metric(xp, metric, a, b)
-    if 0 < a.shape[1] <= _COLUMN_LOOP_MAX:
+    if 0 < a.shape[1] <= COLUMN_LOOP_MAX:
         # one (n, m) pass per label column instead of an (n, m, p) array reduced over its
         # short last axis; |a − b| for one Euclidean column (sqrt(x²) can underflow)
         out = None

@@ -36,9 +36,9 @@ from typing import Any
 import array_api_compat
 
 from . import _validation as v
+from ._selection import smallest_k, take_rows
 from ._validation import Array, Namespace
 from .distances import direct_distances
-from .knn import _check_finite_nonnegative, smallest_k, take_rows
 
 __all__ = [
     "DEFAULT_BLOCK_ELEMENTS",
@@ -273,7 +273,7 @@ def _label_block(s: _Inputs, start: int, r: int) -> Array:
     lab = direct_distances(xp, s.query_labels[start : start + r, :], s.db_labels, s.label_metric)
     if lab.dtype != s.queries.dtype:
         lab = xp.astype(lab, s.queries.dtype)
-    _check_finite_nonnegative(xp, lab, "label distances")
+    v.check_finite(xp, lab, "label distances")
     return lab
 
 
@@ -380,8 +380,8 @@ def _inputs(
     block_size = v.optional_block_size(block_size)
     q = xp.astype(query_emb, dtype) if query_emb.dtype != dtype else query_emb
     db = xp.astype(db_emb, dtype) if db_emb.dtype != dtype else db_emb
-    _check_finite_nonnegative(xp, q, "query_emb", nonnegative=False)
-    _check_finite_nonnegative(xp, db, "db_emb", nonnegative=False)
+    v.check_finite(xp, q, "query_emb", nonnegative=False)
+    v.check_finite(xp, db, "db_emb", nonnegative=False)
     yq = ydb = dl = None
     p = 1
     if label_distances is not None:
@@ -392,7 +392,7 @@ def _inputs(
             raise ValueError(
                 f"label_distances must have shape (Q, N) = ({n_q}, {n_db}); got {tuple(dl.shape)}"
             )
-        _check_finite_nonnegative(xp, dl, "label_distances")
+        v.check_finite(xp, dl, "label_distances")
     else:
         if query_labels is None or db_labels is None:
             raise ValueError("pass query_labels and db_labels, or label_distances (Q, N)")
@@ -403,8 +403,8 @@ def _inputs(
                 f"query_labels and db_labels must have the same dimension; got {yq.shape[1]} "
                 f"and {ydb.shape[1]}"
             )
-        _check_finite_nonnegative(xp, yq, "query_labels", nonnegative=False)
-        _check_finite_nonnegative(xp, ydb, "db_labels", nonnegative=False)
+        v.check_finite(xp, yq, "query_labels", nonnegative=False)
+        v.check_finite(xp, ydb, "db_labels", nonnegative=False)
         p = yq.shape[1]
     if block_size is None:
         width = max(p, min(q.shape[1], _COLUMNS_PER_PASS))

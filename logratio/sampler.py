@@ -7,6 +7,9 @@ batch are then used by the log-ratio loss (docs/design.md §2).
 
 :class:`DenseBatchSampler` yields lists of sample indices and works as a
 ``torch.utils.data.DataLoader(batch_sampler=...)`` unchanged; it imports no framework.
+The neighbour table is built once by :func:`logratio.knn_table` (a sort for scalar labels,
+a KD-tree for low-dimensional ones: seconds for N = 10⁶, never O(N²) memory), and the
+batches of an epoch are then drawn and ordered thousands at a time with NumPy.
 """
 
 from __future__ import annotations
@@ -19,8 +22,13 @@ import array_api_compat
 import numpy as np
 
 from . import _validation as v
-from .distances import direct_distances
+from ._knn_host import host_numpy, on_cpu, paired_distances
+from .distances import COLUMN_LOOP_MAX, direct_distances
 from .knn import knn_table, label_matrix
+from .label_metrics import PeriodicMetric
+
+#: Elements of the (batches, batch_size, ·) work arrays of one chunk of an epoch.
+_CHUNK_ELEMENTS = 1 << 21
 
 
 class DenseBatchSampler:
@@ -74,6 +82,11 @@ class DenseBatchSampler:
 
     Yields:
       Lists of Python ints (indices into the dataset).
+
+    Cost: the neighbour table once (:func:`logratio.knn_table`: O(N log N) for scalar or
+    low-dimensional labels with a built-in metric or :func:`logratio.periodic`), then
+    O(batch_size) per batch; memory O(N·k).  The sampler pickles and deep-copies (for
+    ``DataLoader`` workers) when its ``label_metric`` does.
     """
 
     def __init__(
@@ -90,10 +103,13 @@ class DenseBatchSampler:
         if labels is None and neighbors is None:
             raise ValueError("pass labels (N,) / (N, p), a neighbors table (N, K), or both")
         self.label_metric = v.label_metric(label_metric)
-        self._xp = self._labels = None
+        self._labels = self._host_labels = None
         if labels is not None:
-            self._xp, self._labels = label_matrix(labels)
+            _, self._labels = label_matrix(labels)
             n = int(self._labels.shape[0])
+            # a NumPy copy (a view on the CPU) orders the batches with built-in metrics
+            y = self._labels
+            self._host_labels = host_numpy(y) if on_cpu(y) else _to_numpy(y)
         if neighbors is not None:
             table = _to_numpy(neighbors)
             if labels is not None and table.shape[:1] != (n,):
@@ -149,8 +165,67 @@ class DenseBatchSampler:
         rng = np.random.default_rng([self.seed, epoch])
         order = rng.permutation(self.num_samples)
         m = self.anchors_per_batch
-        for start in range(0, self.num_samples, m):
+        full = self.num_samples // m if self._can_chunk() else 0  # batches of m groups
+        per_chunk = max(1, _CHUNK_ELEMENTS // (self.batch_size * max(m * (self.k + 1), 8)))
+        for start in range(0, full, per_chunk):
+            stop = min(full, start + per_chunk)
+            yield from self._chunk(np.reshape(order[start * m : stop * m], (-1, m)), rng)
+        for start in range(full * m, self.num_samples, m):
             yield self._batch(order[start : start + m], rng)
+
+    def _can_chunk(self) -> bool:
+        """Whether full batches are drawn many at a time: random members are rare draws."""
+        fixed = self.anchors_per_batch * (self.k + 1)
+        return 4 * (self.batch_size - fixed) < self.num_samples - fixed
+
+    def _vector_order(self) -> bool:
+        """Whether a chunk's groups are ordered at once (NumPy, the metric's own arithmetic)."""
+        metric = self.label_metric
+        if isinstance(metric, PeriodicMetric):
+            return True
+        return isinstance(metric, str) and self._labels.shape[1] <= COLUMN_LOOP_MAX
+
+    def _chunk(self, anchors: np.ndarray, rng: np.random.Generator) -> list[list[int]]:
+        """The batches of the (B, m) ``anchors``, each of ``m`` full groups, drawn together.
+
+        The same batches, in distribution, as :meth:`_batch` one at a time.
+        """
+        b, m = anchors.shape
+        k = self.k
+        sizes = self.group_sizes
+        # (b, m, k + 1): the anchor and the neighbours of every group
+        nbrs = np.take(self.neighbors, anchors, axis=0)
+        fixed = np.concatenate([anchors[:, :, None], nbrs], axis=2)
+        n_random = self.batch_size - m * (k + 1)
+        drawn = _draw_distinct_rows(rng, self.num_samples, np.reshape(fixed, (b, -1)), n_random)
+        widest = max(sizes)
+        groups = np.full((b, m, widest), -1, dtype=np.int64)
+        groups[:, :, : k + 1] = fixed
+        offset = 0
+        for g, size in enumerate(sizes):
+            count = size - 1 - k
+            groups[:, g, k + 1 : size] = drawn[:, offset : offset + count]
+            offset += count
+        groups = np.reshape(groups, (b * m, widest))
+        if self._labels is not None and widest > 1:
+            if self._vector_order():
+                y = self._host_labels
+                rest = groups[:, 1:]
+                # np.take: several times faster than fancy indexing for these random rows
+                ya = np.take(y, groups[:, :1], axis=0)
+                d = paired_distances(ya, np.take(y, np.maximum(rest, 0), axis=0), self.label_metric)
+                if widest * m != self.batch_size:  # padding: sorted last, tied with nothing
+                    d = np.where(rest >= 0, d, np.nan)
+                groups[:, 1:] = np.take_along_axis(rest, _stable_argsort_rows(d), axis=1)
+            else:
+                per_batch = np.reshape(groups, (b, m, widest))
+                for i in range(b):
+                    parts = [row[row >= 0] for row in per_batch[i]]
+                    ordered = self._sorted_by_label_distance(anchors[i], parts)
+                    for g, part in enumerate(ordered):
+                        per_batch[i, g, : part.size] = part
+        flat = groups if widest * m == self.batch_size else groups[groups >= 0]
+        return np.reshape(flat, (b, self.batch_size)).tolist()
 
     def _batch(self, anchors: np.ndarray, rng: np.random.Generator) -> list[int]:
         sizes = self.group_sizes[: len(anchors)]
@@ -170,7 +245,8 @@ class DenseBatchSampler:
         self, anchors: np.ndarray, groups: list[np.ndarray]
     ) -> list[np.ndarray]:
         """Each group in increasing label distance to its anchor (stable; anchor first)."""
-        xp, y = self._xp, self._labels
+        y = self._labels
+        xp = array_api_compat.array_namespace(y)
         dev = array_api_compat.device(y)
         members = np.concatenate(groups)
         ya = xp.take(y, xp.asarray(anchors, device=dev), axis=0)
@@ -236,6 +312,60 @@ def _draw_distinct(rng: np.random.Generator, n: int, exclude: np.ndarray, count:
         _, first = np.unique(draws, return_index=True)
         picked = np.concatenate([picked, draws[np.sort(first)]])
     return picked[:count]
+
+
+def _stable_argsort_rows(d: np.ndarray) -> np.ndarray:
+    """``np.argsort(d, axis=1, kind="stable")``, faster when few rows hold equal values.
+
+    An unstable sort first; the rows in which it met equal values are sorted again stably.
+    """
+    order = np.argsort(d, axis=1)
+    s = np.take_along_axis(d, order, axis=1)
+    tied = np.flatnonzero(np.any(s[:, 1:] == s[:, :-1], axis=1))
+    if tied.size:
+        order[tied] = np.argsort(d[tied], axis=1, kind="stable")
+    return order
+
+
+def _draw_distinct_rows(
+    rng: np.random.Generator, n: int, exclude: np.ndarray, count: int
+) -> np.ndarray:
+    """Row ``i``: ``count`` distinct indices of ``range(n)`` not in ``exclude[i]``, uniformly.
+
+    :func:`_draw_distinct` for many rows at once: uniform draws with a margin, of which each
+    row keeps the first ``count`` that are neither excluded nor repeats; the rare row with
+    too few such draws is drawn again on its own.  Returns (rows, count), in random order.
+    """
+    rows = exclude.shape[0]
+    if count == 0:
+        return np.zeros((rows, 0), dtype=np.int64)
+    # expected rejections per row: about count · (excluded + count / 2) / n
+    margin = 8 + int(4 * count * (exclude.shape[1] + count) / n)
+    draws = rng.integers(0, n, size=(rows, count + margin))
+    ok = np.ones(draws.shape, dtype=bool)
+    for j in range(exclude.shape[1]):
+        ok &= draws != exclude[:, j : j + 1]
+    srt = np.sort(draws, axis=1)
+    repeats = np.flatnonzero(np.any(srt[:, 1:] == srt[:, :-1], axis=1))
+    if repeats.size:  # keep only the first occurrence of a value within its row
+        sub = draws[repeats]
+        order = np.argsort(sub, axis=1, kind="stable")
+        s = np.take_along_axis(sub, order, axis=1)
+        again = np.zeros(sub.shape, dtype=bool)
+        again[:, 1:] = s[:, 1:] == s[:, :-1]
+        first = np.empty_like(again)
+        np.put_along_axis(first, order, ~again, axis=1)
+        ok[repeats] &= first
+    total = np.cumsum(ok, axis=1)
+    keep = ok & (total <= count)
+    short = total[:, -1] < count
+    if np.any(short):
+        keep[short] = False
+    out = np.empty((rows, count), dtype=np.int64)
+    out[~short] = np.reshape(draws[keep], (-1, count))
+    for i in np.flatnonzero(short):
+        out[i] = _draw_distinct(rng, n, exclude[i], count)
+    return out
 
 
 def _check_table(table: np.ndarray, n: int, k: int) -> np.ndarray:

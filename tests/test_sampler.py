@@ -12,7 +12,7 @@ from hypothesis.extra import numpy as hnp
 from test_knn import brute_force_knn
 
 import logratio
-from logratio.sampler import _draw_distinct
+from logratio.sampler import _draw_distinct, _draw_distinct_rows
 
 
 def label_dist(labels, a, b):
@@ -255,3 +255,112 @@ def test_callable_metric_orders_batches():
 def test_bad_input(kwargs, error):
     with pytest.raises(error):
         logratio.DenseBatchSampler(**kwargs)
+
+
+def reference_table(labels, k):
+    """The k nearest by (Euclidean distance, index), vectorised NumPy for a few thousand labels."""
+    y = np.asarray(labels, dtype=np.float64).reshape(len(labels), -1)
+    n = len(y)
+    d = (
+        np.sqrt(np.sum((y[:, None, :] - y[None, :, :]) ** 2, axis=2))
+        if y.shape[1] > 1
+        else (np.abs(y[:, None, 0] - y[None, :, 0]))
+    )
+    d[np.arange(n), np.arange(n)] = np.inf
+    return np.lexsort((np.broadcast_to(np.arange(n), (n, n)), d), axis=-1)[:, :k]
+
+
+@pytest.mark.parametrize(
+    "p, batch_size, k, apb", [(1, 20, 3, 1), (2, 23, 2, 3), (2, 150, 5, 1), (3, 40, 0, 4)]
+)
+def test_many_batches_at_once_follow_the_definition(p, batch_size, k, apb):
+    """Large N: batches drawn thousands at a time, with ties (integer labels), uneven groups."""
+    rng = np.random.default_rng(p + k)
+    labels = rng.integers(0, 12, size=(1200, p)).astype(np.float64)
+    s = logratio.DenseBatchSampler(
+        labels, batch_size=batch_size, k=k, anchors_per_batch=apb, seed=3
+    )
+    assert s._can_chunk()
+    table = reference_table(labels, k)
+    np.testing.assert_array_equal(s.neighbors, table)
+    check_epoch(s, labels, table.tolist(), list(s))
+    s.set_epoch(0)
+    first = list(s)
+    assert list(s) != first  # epoch 1
+    s.set_epoch(0)
+    assert list(s) == first
+
+
+def test_periodic_metric_orders_batches():
+    angles = np.linspace(0, 350, 36) - 180.0
+    circle = logratio.periodic(360.0)
+    s = logratio.DenseBatchSampler(angles, batch_size=6, k=2, label_metric=circle, seed=0)
+    for batch in s:
+        a = batch[0]
+        r = np.abs(angles[a] - angles[batch]) % 360
+        d = np.minimum(r, 360 - r)
+        assert list(d) == sorted(d)
+        assert set(batch[1:3]) == {(a + 1) % 36, (a - 1) % 36}
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+@pytest.mark.parametrize("metric", ["euclidean", logratio.periodic(5.0)])
+def test_sampler_pickles_and_deep_copies(backend, metric):
+    import copy
+    import pickle
+
+    labels = np.random.default_rng(0).integers(0, 5, size=(300, 2)).astype(np.float32)
+    if backend == "torch":
+        torch = pytest.importorskip("torch")
+        labels = torch.asarray(labels)
+    s = logratio.DenseBatchSampler(labels, batch_size=10, k=2, label_metric=metric, seed=1)
+    for clone in (pickle.loads(pickle.dumps(s)), copy.deepcopy(s)):
+        assert clone.label_metric == metric
+        clone.set_epoch(2)
+        s.set_epoch(2)
+        assert list(clone) == list(s)
+
+
+@pytest.mark.parametrize("count, n_excluded, n", [(3, 5, 50), (30, 10, 50), (6, 4, 14)])
+def test_rows_of_random_members_are_uniform(count, n_excluded, n):
+    """The many-rows draw: distinct, never excluded, uniform (the last case: many retries)."""
+    rng = np.random.default_rng(0)
+    rows = 4000
+    exclude = np.tile(np.arange(n_excluded), (rows, 1))
+    drawn = _draw_distinct_rows(rng, n, exclude, count)
+    assert drawn.shape == (rows, count)
+    srt = np.sort(drawn, axis=1)
+    assert np.all(srt[:, 1:] != srt[:, :-1]) and drawn.min() >= n_excluded
+    counts = np.bincount(drawn.ravel(), minlength=n)
+    p = count / (n - n_excluded)
+    sigma = np.sqrt(rows * p * (1 - p)) + 1e-9
+    assert np.max(np.abs(counts[n_excluded:] - rows * p)) < 5 * sigma
+    first = np.bincount(drawn[:, 0], minlength=n)[n_excluded:]  # the order is random too
+    q = 1 / (n - n_excluded)
+    assert np.max(np.abs(first - rows * q)) < 5 * np.sqrt(rows * q * (1 - q))
+
+
+def test_large_epoch_is_fast_and_small():
+    """N = 2·10⁵: the table without O(N²) memory, and a full epoch of batches."""
+    import time
+    import tracemalloc
+
+    labels = np.random.default_rng(0).uniform(0, 10, size=(200_000, 2))
+    tracemalloc.start()
+    s = logratio.DenseBatchSampler(labels, batch_size=150, k=5, seed=0)
+    it = iter(s)
+    batches = [next(it) for _ in range(3000)]
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 500e6  # an (N, N) float64 matrix would be 320 GB
+    start = time.perf_counter()
+    rest = sum(1 for _ in it)
+    assert rest + len(batches) == 200_000
+    assert time.perf_counter() - start < 120  # about 10 s on 2 CPU cores
+    table = s.neighbors
+    for batch in batches[:200]:
+        a = batch[0]
+        assert sorted(batch[1:6]) == sorted(table[a].tolist())  # continuous: NN are nearest
+        d = np.linalg.norm(labels[batch] - labels[a], axis=1)
+        assert np.all(np.diff(d) >= 0)
+        assert len(set(batch)) == 150
