@@ -78,8 +78,13 @@ def loss_and_grad(
     root_eps: float = 0.0,
     ties: str = "include",
     reduction: str = "mean",
+    absolute: bool = False,
 ) -> tuple[float, np.ndarray]:
-    """The mean (or sum) over counted triplets and its gradient, by enumeration."""
+    """The mean (or sum) over counted triplets and its gradient, by enumeration.
+
+    With ``absolute``, the gradient's terms are summed in absolute value: the scale of what
+    cancels in a gradient component, which bounds its rounding error in any evaluation.
+    """
     f = np.asarray(embeddings, dtype=np.float64)
     dl = np.asarray(dl, dtype=np.float64)
     total = 0.0
@@ -94,9 +99,13 @@ def loss_and_grad(
         # ∂l/∂f_i = 2r ∂D_ai/∂f_i / (D_ai + ε),  ∂l/∂f_j = −2r ∂D_aj/∂f_j / (D_aj + ε)
         g_i = 2 * r * _ddist(f, i, a, d_ai, squared) / (d_ai + eps)
         g_j = -2 * r * _ddist(f, j, a, d_aj, squared) / (d_aj + eps)
+        if absolute:
+            g_i, g_j = np.abs(g_i), np.abs(g_j)
+            grad[a] += g_i + g_j
+        else:
+            grad[a] -= g_i + g_j
         grad[i] += g_i
         grad[j] += g_j
-        grad[a] -= g_i + g_j
     if reduction == "mean" and trips:
         total /= len(trips)
         grad /= len(trips)

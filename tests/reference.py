@@ -21,6 +21,7 @@ from logratio._reference import loss_and_grad
 __all__ = [
     "finite_difference_gradient",
     "gradient",
+    "gradient_terms_scale",
     "label_distance_matrix",
     "loss",
     "triplet_term",
@@ -65,3 +66,14 @@ def gradient(embeddings, label_distances, *, reduction: str = "mean", **options)
     reduction = "sum" if reduction == "none" else reduction
     dl = np.asarray(label_distances, dtype=np.float64)
     return loss_and_grad(embeddings, dl, reduction=reduction, **options)[1]
+
+
+def gradient_terms_scale(case, f, reduction: str = "mean") -> float:
+    """The largest component of the per-triplet gradient terms summed in absolute value:
+    the scale of the rounding in any evaluation of a gradient component (``case``: a
+    :class:`strategies.LossCase`, ``f`` its embeddings)."""
+    kw = case.reference_kwargs()
+    red = "sum" if reduction == "none" else reduction
+    dl = case.label_distance_matrix()
+    _, g = loss_and_grad(f, dl, reduction=red, absolute=True, **kw)
+    return float(np.max(g, initial=0.0))

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import logratio
+from logratio import _knn_host as knn_host
 from logratio import _selection as knn
 
 
@@ -246,7 +247,7 @@ def test_every_method_matches_reference_with_ties(case, metric, small_steps):
     ref_idx, ref_dist = reference_knn(labels, k, metric)
     with pytest.MonkeyPatch.context() as mp:
         if small_steps:  # many small steps and the flat re-ranking of many candidates
-            mp.setattr(knn, "_CANDIDATE_BUDGET", 1)
+            mp.setattr(knn_host, "_CANDIDATE_BUDGET", 1)
         for method in methods_for(labels):
             idx, dist = logratio.knn_table(
                 labels, k, label_metric=metric, method=method, return_distances=True
