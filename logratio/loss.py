@@ -46,6 +46,7 @@ def log_ratio_loss(
     ties: str = "include",
     reduction: str = "mean",
     block_size: int | None = None,
+    axis_name: str | None = None,
 ) -> Array:
     """Dense log-ratio loss over every triplet of the batch (Kim et al., CVPR 2019, Eq. 4).
 
@@ -78,6 +79,16 @@ def log_ratio_loss(
         of shape (number of anchors,).
       block_size: anchors per block; memory is O(block_size · B).  Default: about 2²¹ / B, at
         least 256.
+      axis_name: JAX only: inside ``jax.shard_map`` or ``jax.pmap`` over this mapped axis,
+        ``embeddings`` and ``labels`` are this device's shard of a global batch (the shards
+        in axis order) and the loss is that of the global batch (docs/design.md §6.2):
+        each device evaluates its own anchors against the all-gathered batch, and the sums
+        and triplet counts are ``psum``-ed.  ``"mean"`` / ``"sum"`` return the global loss on
+        every device; ``"none"`` this device's anchors' losses; ``anchors`` index this
+        device's shard.  ``label_distances`` and ``mask`` are not supported here.  The
+        gradient of the mapped function (``jax.grad`` outside the map) is that of the
+        single-device loss.  For PyTorch across processes see
+        :func:`logratio.distributed.log_ratio_loss`.
 
     Returns:
       The loss in the embeddings' namespace and device, in float32 for half-precision input
@@ -97,8 +108,7 @@ def log_ratio_loss(
         squared=squared, label_metric=label_metric, eps=eps, root_eps=root_eps, ties=ties,
         reduction=reduction, block_size=block_size,
     )  # fmt: skip
-    adapter = adapter_for(embeddings)
-    return adapter.loss(embeddings, labels, label_distances, anchors, mask, options)
+    return _call("loss", embeddings, labels, label_distances, anchors, mask, options, axis_name)
 
 
 def log_ratio_loss_and_grad(
@@ -115,17 +125,36 @@ def log_ratio_loss_and_grad(
     ties: str = "include",
     reduction: str = "mean",
     block_size: int | None = None,
+    axis_name: str | None = None,
 ) -> tuple[Array, Array]:
     """The loss of :func:`log_ratio_loss` and its closed-form gradient ``∂L/∂embeddings``.
 
     The gradient (docs/design.md §1.2) has the embeddings' shape, dtype, namespace and device;
     no autograd graph is recorded.  With ``reduction="none"`` it is the gradient of the sum
-    of the per-anchor losses.  Arguments as in :func:`log_ratio_loss`.
+    of the per-anchor losses.  Arguments as in :func:`log_ratio_loss`.  With ``axis_name``
+    (JAX, inside ``shard_map`` / ``pmap``) the gradient is that of the global loss with
+    respect to this device's shard: the all-gather's transpose, a ``psum_scatter``.
     Cost: one more B×B×d matrix product than the loss alone.
     """
     options = LossOptions(
         squared=squared, label_metric=label_metric, eps=eps, root_eps=root_eps, ties=ties,
         reduction=reduction, block_size=block_size,
     )  # fmt: skip
+    return _call(
+        "loss_and_grad", embeddings, labels, label_distances, anchors, mask, options, axis_name
+    )
+
+
+def _call(method, embeddings, labels, label_distances, anchors, mask, options, axis_name):
+    """The adapter's ``method``; with ``axis_name``, only an adapter of a mapping framework."""
     adapter = adapter_for(embeddings)
-    return adapter.loss_and_grad(embeddings, labels, label_distances, anchors, mask, options)
+    fn = getattr(adapter, method)
+    if axis_name is None:
+        return fn(embeddings, labels, label_distances, anchors, mask, options)
+    if not getattr(adapter, "MAPPED_AXES", False):
+        raise ValueError(
+            f"axis_name={axis_name!r} applies to JAX arrays inside jax.shard_map or jax.pmap; "
+            f"got {type(embeddings).__module__}.{type(embeddings).__name__} embeddings.  For "
+            "PyTorch across processes, use logratio.distributed.log_ratio_loss"
+        )
+    return fn(embeddings, labels, label_distances, anchors, mask, options, axis_name=axis_name)
