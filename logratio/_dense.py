@@ -89,10 +89,12 @@ class _Block(NamedTuple):
 
 def _blocks(p: Problem) -> Iterator[_Block]:
     """The anchor blocks of ``p``: ``p.block_size`` anchors each."""
-    m, size = p.num_anchors, p.block_size
+    m, size, anchors = p.num_anchors, p.block_size, p.anchors
+    first = 0 if anchors is None else anchors.start if isinstance(anchors, range) else None
     for s in range(0, m, size):
         stop = min(s + size, m)
-        yield _Block(slice(s, stop) if p.anchors is None else p.anchors[s:stop], s)
+        rows = anchors[s:stop] if first is None else slice(first + s, first + stop)
+        yield _Block(rows, s)
 
 
 def _take(xp: Namespace, x: Array, rows: slice | Array) -> Array:
@@ -268,7 +270,7 @@ def anchor_terms(
         anchor_part = xp.sum(k, axis=1)[:, None] * fr - k @ f
         nb = xp.sum(k, axis=0)[:, None] * f - k.T @ fr
         neighbour = nb if neighbour is None else neighbour + nb
-        if p.anchors is None:
+        if isinstance(rows, slice):  # every row, or a contiguous run of rows
             anchor_parts.append(anchor_part)
         else:  # scatter-add into the anchors' rows (indices may repeat)
             onehot = xp.astype(rows[:, None] == ops.cols[None, :], f.dtype)
@@ -281,7 +283,7 @@ def anchor_terms(
         else:
             grad = neighbour if scattered is None else neighbour + scattered
             if anchor_parts:
-                grad = grad + _concat(xp, anchor_parts, f)
+                grad = grad + _rows_at(xp, _concat(xp, anchor_parts, f), p.anchors, p.batch)
     return _concat(xp, losses, f), _concat(xp, counts, f), grad
 
 
@@ -308,6 +310,16 @@ def anchor_tangents(p: Problem, tangent: Array) -> tuple[Array, Array, Array]:
         pair = ftr[:, None] + ft[None, :] - fr @ t.T - tr @ f.T
         tangents.append(xp.sum(terms.kernel * pair, axis=1))
     return _concat(xp, losses, f), _concat(xp, counts, f), _concat(xp, tangents, f)
+
+
+def _rows_at(xp: Namespace, x: Array, anchors: range | None, batch: int) -> Array:
+    """The (m, d) rows ``x`` of a contiguous run of anchors placed in a (B, d) array."""
+    if anchors is None or len(anchors) == batch:
+        return x
+    dev = array_api_compat.device(x)
+    before = xp.zeros((anchors.start, x.shape[1]), dtype=x.dtype, device=dev)
+    after = xp.zeros((batch - anchors.stop, x.shape[1]), dtype=x.dtype, device=dev)
+    return xp.concat([before, x, after], axis=0)
 
 
 def _concat(xp: Namespace, parts: list[Array], like: Array) -> Array:

@@ -148,7 +148,8 @@ class _GlobalBatchLoss(torch.autograd.Function):
         if options.reduction == "none":
             row_loss, _, _ = _dense.anchor_terms(p)
             if want_grad:
-                ctx.save_for_backward(inputs.embeddings, inputs.labels, inputs.anchors)
+                ctx.save_for_backward(inputs.embeddings, inputs.labels)
+                ctx.anchors = inputs.anchors  # a range, or this rank's index tensor
             return row_loss + p.nonfinite
         row_loss, row_count, grad = _dense.anchor_terms(p, want_grad=want_grad)
         totals = torch.stack([row_loss.sum(), row_count.sum()])
@@ -163,8 +164,8 @@ class _GlobalBatchLoss(torch.autograd.Function):
     def backward(ctx, grad_value):
         shard = ctx.shard
         if ctx.options.reduction == "none":
-            f, y, rows = ctx.saved_tensors
-            p = make_problem(Inputs(f, y, None, rows, None), ctx.options)
+            f, y = ctx.saved_tensors
+            p = make_problem(Inputs(f, y, None, ctx.anchors, None), ctx.options)
             _, grad = _dense.loss_and_grad(p, row_weights=grad_value.to(p.features.dtype))
         else:
             (grad,) = ctx.saved_tensors
@@ -241,8 +242,8 @@ class _Shard:
         f = cls._gather_rows(embeddings.detach(), sizes, pad_to, group)
         y = cls._gather_rows(y, sizes, pad_to, group)
         offset = sum(sizes[:rank])
-        if local_anchors is None:
-            rows = torch.arange(offset, offset + sizes[rank], device=dev)
+        if local_anchors is None:  # a contiguous run: the core slices it
+            rows = range(offset, offset + sizes[rank])
         else:
             rows = local_anchors.to(torch.int64) + offset
         return cls(group, rank, world, sizes, Inputs(f, y, None, rows, None), pad_to)
