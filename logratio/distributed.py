@@ -19,6 +19,14 @@ after DDP's average the parameter gradients equal those of single-process traini
 concatenated batch; the **reported loss is not scaled**, it is the true global loss.  With
 ``gradient="sum"`` the embeddings receive ``∂L/∂f_a`` itself, for training loops that sum
 the ranks' parameter gradients (``all_reduce`` with ``SUM``) or need the exact local part.
+With ``reduction="none"`` each rank gets its own anchors' losses, and the gradient is that of
+the sum over the ranks of what each builds from them (``Σ_r Σ_{a∈R_r} w_a S_a`` for
+upstream weights ``w``), scaled in the same way.
+
+Every rank must call ``backward`` on the loss (the backward is a collective, as DDP's is);
+the loss's backward runs before any parameter gradient is ready, so its collective precedes
+DDP's gradient buckets on every rank.  Eager mode only: not under ``torch.compile`` or
+``torch.func`` transforms, and not twice differentiable.
 
 Collectives per call, for a global batch of B rows of width d and p label columns (W ranks,
 ``B_max`` the largest shard): forward, one all-gather of W·5 int64 (shard sizes, widths,
