@@ -3,6 +3,8 @@
 Kim, Seo, Laptev, Cho, Kwak, *Deep Metric Learning Beyond Binary Supervision*, CVPR 2019.
 """
 
+from typing import Any
+
 from . import metrics
 from .distances import pairwise_distances
 from .knn import knn_method, knn_table
@@ -38,10 +40,15 @@ __all__ = [
 __version__ = "0.1.0"
 
 
-def __getattr__(name: str) -> type:
-    """``logratio.LogRatioLoss``: the ``torch.nn.Module``, imported only when asked for."""
+def __getattr__(name: str) -> Any:
+    """``logratio.LogRatioLoss`` (the ``torch.nn.Module``) and ``logratio.distributed`` (the
+    global-batch loss of data-parallel PyTorch): they import PyTorch, so only when asked for."""
     if name == "LogRatioLoss":
         from .backends.torch import LogRatioLoss
 
         return LogRatioLoss
+    if name == "distributed":
+        import importlib
+
+        return importlib.import_module(f"{__name__}.distributed")
     raise AttributeError(f"module 'logratio' has no attribute {name!r}")

@@ -29,7 +29,15 @@ from ._problem import Problem
 from ._validation import Array, Namespace
 from .distances import direct_distances, gram_noise_factor
 
-__all__ = ["anchor_tangents", "anchor_terms", "loss_and_grad", "loss_and_jvp"]
+__all__ = [
+    "anchor_tangents",
+    "anchor_terms",
+    "anchor_totals",
+    "finish_grad",
+    "loss_and_grad",
+    "loss_and_jvp",
+    "reduce_totals",
+]
 
 
 # --------------------------------------------------------------------------- shared operands
@@ -87,10 +95,12 @@ class _Block(NamedTuple):
 
 def _blocks(p: Problem) -> Iterator[_Block]:
     """The anchor blocks of ``p``: ``p.block_size`` anchors each."""
-    m, size = p.num_anchors, p.block_size
+    m, size, anchors = p.num_anchors, p.block_size, p.anchors
+    first = 0 if anchors is None else anchors.start if isinstance(anchors, range) else None
     for s in range(0, m, size):
         stop = min(s + size, m)
-        yield _Block(slice(s, stop) if p.anchors is None else p.anchors[s:stop], s)
+        rows = anchors[s:stop] if first is None else slice(first + s, first + stop)
+        yield _Block(rows, s)
 
 
 def _take(xp: Namespace, x: Array, rows: slice | Array) -> Array:
@@ -272,7 +282,7 @@ def anchor_terms(
         anchor_part = xp.sum(k, axis=1)[:, None] * fr - k @ fn
         nb = xp.sum(k, axis=0)[:, None] * fn - k.T @ fr
         neighbour = nb if neighbour is None else neighbour + nb
-        if p.anchors is None:
+        if isinstance(rows, slice):  # every row, or a contiguous run of rows
             anchor_parts.append(anchor_part)
         else:  # scatter-add into the anchors' rows (indices may repeat)
             onehot = xp.astype(rows[:, None] == ops.rows[None, :], f.dtype)
@@ -292,9 +302,9 @@ def _assemble(
     xp, f = p.xp, p.features
     if neighbour is None:  # no anchors at all
         return xp.zeros_like(f)
-    anchors = _concat(xp, anchor_parts, f) if anchor_parts else None
+    q = p.batch if p.neighbours is None else p.neighbours.start
+    anchors = _rows_at(xp, _concat(xp, anchor_parts, f), p.anchors, q) if anchor_parts else None
     if p.neighbours is not None:  # rows [0, Q) are queries, [Q, B) the reference set
-        q = p.neighbours.start
         if anchors is None:
             anchors = xp.zeros((q, f.shape[1]), dtype=f.dtype, device=array_api_compat.device(f))
         neighbour, anchors = xp.concat([anchors, neighbour], axis=0), None
@@ -329,6 +339,16 @@ def anchor_tangents(p: Problem, tangent: Array) -> tuple[Array, Array, Array]:
     return _concat(xp, losses, f), _concat(xp, counts, f), _concat(xp, tangents, f)
 
 
+def _rows_at(xp: Namespace, x: Array, anchors: range | None, batch: int) -> Array:
+    """The (m, d) rows ``x`` of a contiguous run of anchors placed in a (B, d) array."""
+    if anchors is None or len(anchors) == batch:
+        return x
+    dev = array_api_compat.device(x)
+    before = xp.zeros((anchors.start, x.shape[1]), dtype=x.dtype, device=dev)
+    after = xp.zeros((batch - anchors.stop, x.shape[1]), dtype=x.dtype, device=dev)
+    return xp.concat([before, x, after], axis=0)
+
+
 def _concat(xp: Namespace, parts: list[Array], like: Array) -> Array:
     if not parts:
         return xp.zeros((0,), dtype=like.dtype, device=array_api_compat.device(like))
@@ -340,13 +360,50 @@ def _reduce(p: Problem, row_loss: Array, row_count: Array) -> tuple[Array, Array
     xp, reduction = p.xp, p.options.reduction
     if reduction == "none":
         return row_loss, xp.ones((), dtype=row_loss.dtype)
-    total = xp.sum(row_loss)
+    return reduce_totals(xp, reduction, xp.sum(row_loss), xp.sum(row_count))
+
+
+def reduce_totals(xp: Namespace, reduction: str, total: Array, count: Array) -> tuple[Array, Array]:
+    """``"mean"`` / ``"sum"`` of summed per-anchor losses, and the gradient's factor.
+
+    ``total = Σ_a S_a`` and ``count = Σ_a T_a`` are 0-d, summed over the anchors of one batch
+    or, across processes or devices, over the global batch (docs/design.md §6.2).  Returns
+    ``(loss, scale)`` with ``loss = scale · total``: ``1 / count`` for the mean (0 when no
+    triplet counts), 1 for the sum.
+    """
     if reduction == "sum":
         return total, xp.ones((), dtype=total.dtype)
-    count = xp.sum(row_count)
     has = count > 0
     scale = xp.where(has, 1 / xp.where(has, count, count + 1), xp.zeros_like(count))
     return total * scale, scale
+
+
+def anchor_totals(p: Problem, tangent: Array | None = None) -> tuple[Array, Array, Array | None]:
+    """``Σ_a S_a`` and ``Σ_a T_a`` over the anchors of ``p`` and, along ``tangent``, the
+    derivative of ``Σ_a S_a``: the unreduced pieces of :func:`loss_and_jvp`.
+
+    The total carries the non-finite guard; all three are 0-d in the compute dtype.  For a
+    shard of anchors against a gathered batch (docs/design.md §6.2) the caller sums them
+    over the shards and reduces with :func:`reduce_totals`.
+    """
+    xp = p.xp
+    row_loss, row_count, grad = anchor_terms(p, want_grad=tangent is not None)
+    total = xp.sum(row_loss) + p.nonfinite
+    if grad is None:
+        return total, xp.sum(row_count), None
+    t = tangent if tangent.dtype == grad.dtype else xp.astype(tangent, grad.dtype)
+    return total, xp.sum(row_count), xp.sum((grad + p.nonfinite) * t)
+
+
+def finish_grad(p: Problem, grad: Array, scale: Array | None = None) -> Array:
+    """``Σ_a w_a ∇S_a`` from :func:`anchor_terms` as a gradient: times the reduction's
+    ``scale`` (None: 1), with the non-finite guard, in the embeddings' dtype."""
+    if scale is not None:
+        grad = grad * scale
+    grad = grad + p.nonfinite
+    if grad.dtype != p.out_dtype:
+        grad = p.xp.astype(grad, p.out_dtype)
+    return grad
 
 
 def loss_and_grad(
@@ -362,11 +419,7 @@ def loss_and_grad(
     loss, scale = _reduce(p, row_loss, row_count)
     loss = loss + p.nonfinite
     if grad is not None:
-        if p.options.reduction != "none":
-            grad = grad * scale
-        grad = grad + p.nonfinite
-        if grad.dtype != p.out_dtype:
-            grad = p.xp.astype(grad, p.out_dtype)
+        grad = finish_grad(p, grad, None if p.options.reduction == "none" else scale)
     return loss, grad
 
 

@@ -46,7 +46,9 @@ class Inputs(NamedTuple):
     embeddings: Array  # (B, d), the caller's dtype
     labels: Array | None  # (B, p) in the compute dtype, or None
     label_distances: Array | None  # (B, B) in the compute dtype, or None
-    anchors: Array | None  # (m,) indices, or None for every row
+    # (m,) indices, or None for every row; a range (step 1) is a contiguous run of rows, which
+    # the core slices instead of gathering (a shard's rows in a gathered batch)
+    anchors: Array | range | None
     mask: Array | None  # (B, B) bool, or None
 
 
@@ -59,7 +61,7 @@ class Problem:
     sq_norms: Array  # (B,), squared row norms of ``features``
     labels: Array | None
     label_distances: Array | None
-    anchors: Array | None
+    anchors: Array | range | None
     mask: Array | None
     options: LossOptions
     block_size: int  # the options' block size, or the default for this batch
@@ -82,7 +84,8 @@ class Problem:
     @property
     def num_anchors(self) -> int:
         if self.anchors is not None:
-            return self.anchors.shape[0]
+            a = self.anchors
+            return len(a) if isinstance(a, range) else a.shape[0]
         q = self.options.num_queries
         return self.batch if q is None else q
 

@@ -52,6 +52,7 @@ def log_ratio_loss(
     ties: str = "include",
     reduction: str = "mean",
     block_size: int | None = None,
+    axis_name: str | None = None,
 ) -> Array:
     """Dense log-ratio loss over every triplet of the batch (Kim et al., CVPR 2019, Eq. 4).
 
@@ -84,6 +85,16 @@ def log_ratio_loss(
         of shape (number of anchors,).
       block_size: anchors per block; memory is O(block_size · B).  Default: about 2²¹ / B, at
         least 256.
+      axis_name: JAX only: inside ``jax.shard_map`` or ``jax.pmap`` over this mapped axis,
+        ``embeddings`` and ``labels`` are this device's shard of a global batch (the shards
+        in axis order) and the loss is that of the global batch (docs/design.md §6.2):
+        each device evaluates its own anchors against the all-gathered batch, and the sums
+        and triplet counts are ``psum``-ed.  ``"mean"`` / ``"sum"`` return the global loss on
+        every device; ``"none"`` this device's anchors' losses; ``anchors`` index this
+        device's shard.  ``label_distances`` and ``mask`` are not supported here.  The
+        gradient of the mapped function (``jax.grad`` outside the map) is that of the
+        single-device loss.  For PyTorch across processes see
+        :func:`logratio.distributed.log_ratio_loss`.
 
     Returns:
       The loss in the embeddings' namespace and device, in float32 for half-precision input
@@ -103,13 +114,12 @@ def log_ratio_loss(
         squared=squared, label_metric=label_metric, eps=eps, root_eps=root_eps, ties=ties,
         reduction=reduction, block_size=block_size,
     )  # fmt: skip
-    adapter = adapter_for(embeddings)
-    return adapter.loss(embeddings, labels, label_distances, anchors, mask, options)
+    return _call("loss", embeddings, labels, label_distances, anchors, mask, options, axis_name)
 
 
 def log_ratio_loss_and_grad(
     embeddings: Array, labels: Any = None, *, label_distances: Any = None, anchors: Any = None,
-    mask: Any = None, **options: Any,
+    mask: Any = None, axis_name: str | None = None, **options: Any,
 ) -> tuple[Array, Array]:  # fmt: skip
     """The loss of :func:`log_ratio_loss` and its closed-form gradient ``∂L/∂embeddings``.
 
@@ -117,11 +127,14 @@ def log_ratio_loss_and_grad(
     no autograd graph is recorded.  With ``reduction="none"`` it is the gradient of the sum
     of the per-anchor losses.  Arguments and keyword options (``squared``, ``label_metric``,
     ``eps``, ``root_eps``, ``ties``, ``reduction``, ``block_size``) as in
-    :func:`log_ratio_loss`.  Cost: one more B×B×d matrix product than the loss alone.
+    :func:`log_ratio_loss`.  With ``axis_name`` (JAX, inside ``shard_map`` / ``pmap``) the
+    gradient is that of the global loss with respect to this device's shard: the
+    all-gather's transpose, a ``psum_scatter``.  Cost: one more B×B×d matrix product than
+    the loss alone.
     """
-    adapter = adapter_for(embeddings)
-    return adapter.loss_and_grad(
-        embeddings, labels, label_distances, anchors, mask, LossOptions.from_kwargs(options)
+    options = LossOptions.from_kwargs(options)
+    return _call(
+        "loss_and_grad", embeddings, labels, label_distances, anchors, mask, options, axis_name
     )
 
 
@@ -218,3 +231,18 @@ def _stack_reference(
         labels = xp.concat(parts, axis=0)
     options = LossOptions.from_kwargs({**options, "num_queries": queries.shape[0]})
     return xp.concat([queries, reference], axis=0), labels, options
+
+
+def _call(method, embeddings, labels, label_distances, anchors, mask, options, axis_name):
+    """The adapter's ``method``; with ``axis_name``, only an adapter of a mapping framework."""
+    adapter = adapter_for(embeddings)
+    fn = getattr(adapter, method)
+    if axis_name is None:
+        return fn(embeddings, labels, label_distances, anchors, mask, options)
+    if not getattr(adapter, "MAPPED_AXES", False):
+        raise ValueError(
+            f"axis_name={axis_name!r} applies to JAX arrays inside jax.shard_map or jax.pmap; "
+            f"got {type(embeddings).__module__}.{type(embeddings).__name__} embeddings.  For "
+            "PyTorch across processes, use logratio.distributed.log_ratio_loss"
+        )
+    return fn(embeddings, labels, label_distances, anchors, mask, options, axis_name=axis_name)

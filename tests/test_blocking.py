@@ -189,3 +189,29 @@ def test_working_memory_is_order_block_times_batch():
     assert blocked <= 40 * block_bytes + 16 * batch * (dim + 2) * 4, blocked
     assert blocked < matrix_bytes / 2
     assert whole > 3 * matrix_bytes  # the unblocked path does hold several B×B arrays
+
+
+@pytest.mark.parametrize(
+    "opts", [{}, {"squared": False, "ties": "exclude"}, {"reduction": "none"}], ids=str
+)
+@pytest.mark.parametrize("rows", [range(0, 13), range(4, 11), range(12, 13), range(5, 5)])
+def test_contiguous_anchor_range_equals_its_indices(opts, rows):
+    """A ``range`` of anchors (a shard's rows in a gathered batch, logratio.distributed) is
+    sliced, not gathered: per-anchor losses, counts and gradient equal those of the same
+    anchors as an index array, for every block size."""
+    from logratio import _dense
+    from logratio.options import LossOptions
+
+    f, y = case(13)
+    for block in (1, 3, 13):
+        options = LossOptions(**opts, block_size=block)
+        inputs = problem_module.check_inputs(f, y)
+        indices = inputs._replace(anchors=np.arange(rows.start, rows.stop))
+        sliced = _dense.anchor_terms(
+            problem_module.make_problem(inputs._replace(anchors=rows), options), want_grad=True
+        )
+        gathered = _dense.anchor_terms(
+            problem_module.make_problem(indices, options), want_grad=True
+        )
+        for a, b in zip(sliced, gathered, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-13)

@@ -15,6 +15,15 @@ The options (one :class:`~logratio.options.LossOptions`) are a static argument; 
 label distances, index anchors and masks are array arguments, so ``jax.vmap`` maps over a
 batch of whole problems.  They are constants of the loss: their tangents are ignored
 (``jax.grad`` with respect to them gives zero).
+
+With ``axis_name`` (inside ``jax.shard_map`` or ``jax.pmap``) the arrays are one device's
+shard of a global batch (docs/design.md §6.2): the embeddings and labels are all-gathered
+(``jax.lax.all_gather(..., tiled=True)``), the device evaluates its own anchors (its rows,
+from ``jax.lax.axis_index``) against the gathered batch, and the sums of the anchors' losses
+and triplet counts are ``psum``-ed before the reduction.  The derivative rule is that of the
+unreduced sum ``Σ_{a local} S_a``; ``psum`` and the all-gather are JAX's own, so reverse
+mode transposes the gather into a ``psum_scatter`` and every device receives the gradient of
+the global loss with respect to its rows.
 """
 
 from __future__ import annotations
@@ -29,7 +38,10 @@ from .. import _dense
 from .._problem import Inputs, check_inputs, make_problem
 from ..options import LossOptions
 
-__all__ = ["loss", "loss_and_grad"]
+__all__ = ["MAPPED_AXES", "loss", "loss_and_grad"]
+
+#: ``axis_name=`` is supported: the loss of a global batch sharded over a mapped axis
+MAPPED_AXES = True
 
 
 def _full_precision():
@@ -98,23 +110,105 @@ def _checked(embeddings, labels, label_distances, anchors, mask, options) -> Inp
 
 def loss(
     embeddings: jax.Array, labels: Any, label_distances: Any, anchors: Any, mask: Any,
-    options: LossOptions,
+    options: LossOptions, axis_name: Any = None,
 ) -> jax.Array:  # fmt: skip
     """The loss with the closed-form derivative: forward and reverse mode, ``jit``, ``vmap``.
 
     A boolean ``anchors`` mask needs concrete values (outside ``jit``); pass index arrays
-    under ``jit``.
+    under ``jit``.  With ``axis_name``: the loss of the global batch sharded over that axis.
     """
-    return _loss_jit(
-        options, *_checked(embeddings, labels, label_distances, anchors, mask, options)
-    )
+    if axis_name is None:
+        arrays = _checked(embeddings, labels, label_distances, anchors, mask, options)
+        return _loss_jit(options, *arrays)
+    _refuse_unshardable(labels, label_distances, mask)
+    arrays = _checked(embeddings, labels, None, anchors, None, options)
+    return _sharded_loss_jit(options, axis_name, *_gathered(arrays, axis_name))
 
 
 def loss_and_grad(
     embeddings: jax.Array, labels: Any, label_distances: Any, anchors: Any, mask: Any,
-    options: LossOptions,
+    options: LossOptions, axis_name: Any = None,
 ) -> tuple[jax.Array, jax.Array]:  # fmt: skip
     """``(loss, grad)`` from one evaluation of the core; equal to ``jax.value_and_grad`` of
-    :func:`loss` for the reduced losses."""
-    arrays = _checked(embeddings, labels, label_distances, anchors, mask, options)
-    return _loss_and_grad_jit(options, *arrays)
+    :func:`loss` for the reduced losses.  With ``axis_name``, the gradient of the global loss
+    with respect to this device's shard."""
+    if axis_name is None:
+        arrays = _checked(embeddings, labels, label_distances, anchors, mask, options)
+        return _loss_and_grad_jit(options, *arrays)
+    _refuse_unshardable(labels, label_distances, mask)
+    arrays = _checked(embeddings, labels, None, anchors, None, options)
+    return _sharded_loss_and_grad_jit(options, axis_name, *_gathered(arrays, axis_name))
+
+
+# --------------------------------------------------------------------------- a sharded batch
+
+
+def _refuse_unshardable(labels: Any, label_distances: Any, mask: Any) -> None:
+    if label_distances is not None:
+        raise ValueError(
+            "label_distances cannot be sharded over axis_name: a (B, B) matrix describes one "
+            "whole batch; pass this device's labels instead (a callable label_metric for a "
+            "custom label distance)"
+        )
+    if mask is not None:
+        raise ValueError("mask is not supported with axis_name; use anchors= (this shard's)")
+    if labels is None:
+        raise ValueError("labels are required with axis_name: pass this device's labels")
+
+
+def _gathered(local: Inputs, axis_name: Any) -> Inputs:
+    """The global batch around one device's shard, with that shard's rows as anchors."""
+    rows = local.embeddings.shape[0]
+    start = jax.lax.axis_index(axis_name) * rows
+    anchors = jnp.arange(rows) if local.anchors is None else local.anchors
+    return Inputs(
+        jax.lax.all_gather(local.embeddings, axis_name, tiled=True),
+        jax.lax.all_gather(local.labels, axis_name, tiled=True),
+        None,
+        anchors + start,
+        None,
+    )
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
+def _totals(options: LossOptions, *arrays):
+    """``(Σ_a S_a, Σ_a T_a)`` over the anchors of ``arrays``, differentiable in the first."""
+    with _full_precision():
+        total, count, _ = _dense.anchor_totals(make_problem(Inputs(*arrays), options))
+        return total, count
+
+
+@_totals.defjvp
+def _totals_jvp(options: LossOptions, primals, tangents):
+    with _full_precision():
+        p = make_problem(Inputs(*primals), options)
+        total, count, d_total = _dense.anchor_totals(p, tangents[0])
+        return (total, count), (d_total, jnp.zeros_like(count))
+
+
+def _sharded_loss(options: LossOptions, axis_name: Any, *arrays):
+    if options.reduction == "none":
+        return _loss(options, *arrays)
+    total, count = _totals(options, *arrays)
+    total = jax.lax.psum(total, axis_name)
+    count = jax.lax.stop_gradient(jax.lax.psum(count, axis_name))
+    return _dense.reduce_totals(jnp, options.reduction, total, count)[0]
+
+
+def _sharded_loss_and_grad(options: LossOptions, axis_name: Any, *arrays):
+    with _full_precision():
+        p = make_problem(Inputs(*arrays), options)
+        row_loss, row_count, grad = _dense.anchor_terms(p, want_grad=True)
+        if options.reduction == "none":
+            value, scale = row_loss + p.nonfinite, None
+        else:
+            # the guard before the psum: the total is then typed as replicated over the axis
+            total = jax.lax.psum(jnp.sum(row_loss) + p.nonfinite, axis_name)
+            count = jax.lax.psum(jnp.sum(row_count), axis_name)
+            value, scale = _dense.reduce_totals(jnp, options.reduction, total, count)
+        grad = _dense.finish_grad(p, grad, scale)
+        return value, jax.lax.psum_scatter(grad, axis_name, scatter_dimension=0, tiled=True)
+
+
+_sharded_loss_jit = jax.jit(_sharded_loss, static_argnums=(0, 1))
+_sharded_loss_and_grad_jit = jax.jit(_sharded_loss_and_grad, static_argnums=(0, 1))

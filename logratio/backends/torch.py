@@ -27,6 +27,7 @@ differentiable operations; forward mode (``torch.func.jvp``) uses the core's JVP
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import torch
@@ -275,12 +276,41 @@ class LogRatioLoss(torch.nn.Module):
     :func:`logratio.log_ratio_loss`, stored as one :class:`~logratio.options.LossOptions`
     (``loss_fn.options``); ``anchors`` given here is the default of every call, and a call may
     override it.  The module holds no parameters.
+
+    ``LogRatioLoss(distributed=True)`` is the loss of the global batch of data-parallel
+    training (:func:`logratio.distributed.log_ratio_loss`): each rank passes its shard of
+    embeddings and labels, every rank gets the loss of the concatenated batch, and under DDP
+    the parameter gradients equal those of single-process training on it.  ``group`` is the
+    process group (default: the world) and ``gradient`` (``"ddp-mean"``, the default, or
+    ``"sum"``) says how the ranks' parameter gradients are combined afterwards.
     """
 
-    def __init__(self, *, anchors: Any = None, **options: Any) -> None:
+    def __init__(
+        self,
+        *,
+        anchors: Any = None,
+        distributed: bool = False,
+        group: Any = None,
+        gradient: str = "ddp-mean",
+        **options: Any,
+    ) -> None:
         super().__init__()
         self.options = LossOptions.from_kwargs(options)
         self.anchors = anchors
+        if not isinstance(distributed, bool):
+            raise TypeError(f"distributed must be a bool; got {distributed!r}")
+        if not distributed and (group is not None or gradient != "ddp-mean"):
+            raise ValueError("group and gradient apply to LogRatioLoss(distributed=True)")
+        if distributed:
+            from .. import distributed as _distributed
+
+            if gradient not in _distributed.GRADIENT_MODES:
+                raise ValueError(
+                    f"gradient must be one of {_distributed.GRADIENT_MODES}; got {gradient!r}"
+                )
+        self.distributed = distributed
+        self.group = group
+        self.gradient = gradient
 
     def forward(
         self,
@@ -292,12 +322,28 @@ class LogRatioLoss(torch.nn.Module):
         mask: Any = None,
     ) -> torch.Tensor:
         anchors = self.anchors if anchors is _UNSET else anchors
+        if self.distributed:
+            from .. import distributed as _distributed
+
+            return _distributed.log_ratio_loss(
+                embeddings,
+                labels,
+                group=self.group,
+                gradient=self.gradient,
+                label_distances=label_distances,
+                anchors=anchors,
+                mask=mask,
+                **dataclasses.asdict(self.options),
+            )
         return loss(embeddings, labels, label_distances, anchors, mask, self.options)
 
     def extra_repr(self) -> str:
         o = self.options
         metric = getattr(o.label_metric, "__name__", repr(o.label_metric))
-        return (
+        text = (
             f"squared={o.squared}, label_metric={metric}, eps={o.eps}, root_eps={o.root_eps}, "
             f"ties={o.ties!r}, reduction={o.reduction!r}, block_size={o.block_size}"
         )
+        if self.distributed:
+            text += f", distributed=True, gradient={self.gradient!r}"
+        return text
