@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from ..testing import backends as registry
+from .against import run_against
 from .comparison import BACKENDS, DTYPES, HALF_DTYPES, run_check
 from .table import as_json, failure_lines, format_table, summary_line
 
@@ -41,11 +42,62 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also check float16 and bfloat16 inputs, where the backend has them",
     )
     parser.add_argument("--json", metavar="PATH", help="also write the rows to this JSON file")
+    mine = parser.add_argument_group(
+        "checking your own implementation",
+        "--against runs logratio.testing.assert_matches_reference on FUNCTION(embeddings, "
+        "labels, **options) for every combination of the options it accepts (squared, ties, "
+        "reduction; anchors, mask and label_metric drawn per example) instead of the backend "
+        "table; exit 1 on a mismatch, with the option set and the smallest failing example.",
+    )
+    mine.add_argument(
+        "--against",
+        metavar="MODULE:FUNCTION",
+        help="the loss to check: a dotted module or a path/to/file.py, and a function in it",
+    )
+    mine.add_argument(
+        "--against-gradient",
+        metavar="MODULE:FUNCTION",
+        help="also check this gradient(embeddings, labels, **options) -> ∂loss/∂embeddings",
+    )
+    mine.add_argument(
+        "--returns-gradient",
+        action="store_true",
+        help="the --against function returns (loss, gradient): check both",
+    )
+    mine.add_argument(
+        "--examples",
+        type=int,
+        default=50,
+        metavar="N",
+        help="Hypothesis examples per option set (default: 50)",
+    )
+    mine.add_argument(
+        "--option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="fix an option instead of varying it, e.g. reduction=mean or anchors=0 (repeatable)",
+    )
+    mine.add_argument(
+        "--dtype",
+        choices=("float64", "float32"),
+        default="float64",
+        help="the dtype of the inputs given to the function (default: float64)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the check and print the table: 0 when every row agrees, 1 when one does not or a
-    backend named by ``--backend`` cannot be checked, 2 when ``--json`` cannot be written."""
+    backend named by ``--backend`` cannot be checked, 2 when ``--json`` cannot be written.
+
+    With ``--against``, check that function instead (:func:`.against.run_against`): 0 when it
+    agrees with the reference on every option set, 1 on a mismatch, 2 when it cannot be had."""
+    if getattr(args, "against", None) is not None:
+        return run_against(args)
+    extra = [f for f in ("against_gradient", "option") if getattr(args, f, None)]
+    if extra or getattr(args, "returns_gradient", False):
+        print("logratio check: error: --against-gradient, --returns-gradient and --option "
+              "need --against", file=sys.stderr)  # fmt: skip
+        return 2
     start = time.perf_counter()
     if args.json:
         problem = _unwritable(args.json)
