@@ -40,6 +40,16 @@ from ._validation import Array, Namespace
 from .distances import direct_distances
 from .label_metrics import PeriodicMetric
 
+__all__ = [
+    "DEFAULT_BLOCK_ELEMENTS",
+    "METHODS",
+    "PROGRESS_MIN_SAMPLES",
+    "TREE_MAX_DIM",
+    "knn_method",
+    "knn_table",
+    "label_matrix",
+]
+
 #: Elements of one (block, N, p) block of label differences when ``block_size`` is not given.
 DEFAULT_BLOCK_ELEMENTS = 1 << 22
 

@@ -27,6 +27,8 @@ from .distances import COLUMN_LOOP_MAX, direct_distances
 from .knn import knn_table, label_matrix
 from .label_metrics import PeriodicMetric
 
+__all__ = ["DenseBatchSampler"]
+
 #: Elements of the (batches, batch_size, ·) work arrays of one chunk of an epoch.
 _CHUNK_ELEMENTS = 1 << 21
 
