@@ -236,3 +236,62 @@ def test_torch_vmap_over_problems():
     got = torch.func.vmap(lambda x: logratio.log_ratio_loss(x, y))(xs)
     want = torch.stack([logratio.log_ratio_loss(x, y) for x in xs])
     torch.testing.assert_close(got, want, rtol=1e-12, atol=0)
+
+
+# --------------------------------------------------------------------------- untested branches
+
+
+def test_pairwise_distances_float32_far_from_the_origin():
+    """Centring before the Gram identity: a common offset of 1e3 leaves float32 distances
+    within float32 accuracy of the float64 explicit differences (the plain Gram identity
+    would lose every digit of the unit-scale distances)."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(20, 8))
+    want = np.sum((x[:, None, :] - x[None, :, :]) ** 2, axis=2)
+    got = logratio.pairwise_distances((x + 1e3).astype(np.float32))
+    np.testing.assert_allclose(got, want, rtol=0, atol=2e-3 * want.max())
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "sqeuclidean", "cityblock"])
+def test_labels_with_many_columns(metric):
+    """Labels wider than the column loop (p > 16) take the broadcast branch."""
+    rng = np.random.default_rng(1)
+    f, y = rng.normal(size=(9, 3)), rng.normal(size=(9, 21))
+    diff = y[:, None, :] - y[None, :, :]
+    dl = {
+        "euclidean": np.sqrt(np.sum(diff**2, axis=2)),
+        "sqeuclidean": np.sum(diff**2, axis=2),
+        "cityblock": np.sum(np.abs(diff), axis=2),
+    }[metric]
+    got = logratio.log_ratio_loss(f, y, label_metric=metric)
+    want = logratio.log_ratio_loss(f, label_distances=dl)
+    assert got == pytest.approx(want, rel=1e-12)
+
+
+@pytest.mark.parametrize("block_size", [1, 2, 3, 7])
+def test_metrics_exclude_self_with_small_blocks(block_size):
+    """The query's own item is found at its global index in every block of queries."""
+    from logratio import metrics
+
+    rng = np.random.default_rng(2)
+    emb, y = rng.normal(size=(11, 3)), rng.normal(size=11)
+    whole = metrics.retrieval_metrics(emb, emb, y, y, exclude_self=True, ks=(1, 3), ndcg_ks=(3,))
+    got = metrics.retrieval_metrics(
+        emb, emb, y, y, exclude_self=True, ks=(1, 3), ndcg_ks=(3,), block_size=block_size
+    )
+    for name, value in whole.items():
+        assert got[name] == pytest.approx(value, rel=1e-12), name
+    # and the own item is really excluded: @1 is never the query itself (label distance 0)
+    assert got["mean_label_distance@1"] > 0
+
+
+@pytest.mark.parametrize("n, batch_size", [(18, 15), (2000, 60)])
+def test_sampler_batches_hold_distinct_members(n, batch_size):
+    """Random members are drawn without repeats: in a small pool (rejection rounds) and in a
+    large one, where many batches draw some index twice before the repeats are dropped."""
+    y = np.repeat(np.arange(n / 3), 3)  # many ties
+    sampler = logratio.DenseBatchSampler(y, batch_size=batch_size, k=2, seed=3)
+    for epoch in range(2):
+        sampler.set_epoch(epoch)
+        for batch in sampler:
+            assert len(set(batch)) == len(batch) == batch_size
