@@ -139,16 +139,9 @@ def log_ratio_loss_and_grad(
 
 
 def reference_log_ratio_loss(
-    queries: Array,
-    reference: Array,
-    query_labels: Any = None,
-    reference_labels: Any = None,
-    *,
-    label_distances: Any = None,
-    anchors: Any = None,
-    mask: Any = None,
-    **options: Any,
-) -> Array:
+    queries: Array, reference: Array, query_labels: Any = None, reference_labels: Any = None,
+    *, label_distances: Any = None, anchors: Any = None, mask: Any = None, **options: Any,
+) -> Array:  # fmt: skip
     """The log-ratio loss of queries against a reference set (a memory bank, another view).
 
     Every query ``q`` is an anchor and every reference row a neighbour: the loss over the
@@ -178,16 +171,9 @@ def reference_log_ratio_loss(
 
 
 def reference_log_ratio_loss_and_grad(
-    queries: Array,
-    reference: Array,
-    query_labels: Any = None,
-    reference_labels: Any = None,
-    *,
-    label_distances: Any = None,
-    anchors: Any = None,
-    mask: Any = None,
-    **options: Any,
-) -> tuple[Array, Array, Array]:
+    queries: Array, reference: Array, query_labels: Any = None, reference_labels: Any = None,
+    *, label_distances: Any = None, anchors: Any = None, mask: Any = None, **options: Any,
+) -> tuple[Array, Array, Array]:  # fmt: skip
     """:func:`reference_log_ratio_loss` and its closed-form gradients:
     ``(loss, ∂loss/∂queries, ∂loss/∂reference)``."""
     embeddings, labels, options = _stack_reference(

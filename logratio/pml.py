@@ -129,11 +129,7 @@ class LogRatioLoss(BaseMetricLossFunction):
         """The loss, reduced by ``self.reducer``; ``BaseMetricLossFunction.forward`` without
         its check that labels are (B,) class labels."""
         self.reset_stats()
-        if not isinstance(embeddings, torch.Tensor) or embeddings.ndim != 2:
-            raise ValueError(
-                "embeddings must be a 2-D tensor of shape (batch_size, embedding_size); got "
-                f"{_describe(embeddings)}"
-            )
+        _check_2d(embeddings, "embeddings", "(batch_size, embedding_size)")
         if labels is None:
             raise ValueError(
                 "LogRatioLoss needs labels: continuous labels of shape (batch_size,) or "
@@ -146,11 +142,7 @@ class LogRatioLoss(BaseMetricLossFunction):
             if ref_labels is not None:
                 raise ValueError("ref_labels was given without ref_emb")
         else:
-            if not isinstance(ref_emb, torch.Tensor) or ref_emb.ndim != 2:
-                raise ValueError(
-                    "ref_emb must be a 2-D tensor of shape (num_ref, embedding_size); got "
-                    f"{_describe(ref_emb)}"
-                )
+            _check_2d(ref_emb, "ref_emb", "(num_ref, embedding_size)")
             if ref_labels is None:
                 raise ValueError(
                     "ref_emb needs ref_labels: the continuous labels of the reference rows"
@@ -331,6 +323,11 @@ def _label_tensor(labels: Any, like: torch.Tensor, name: str) -> torch.Tensor:
 
 def _loss_dict(losses: Any, indices: Any, reduction_type: str) -> dict[str, dict[str, Any]]:
     return {"loss": {"losses": losses, "indices": indices, "reduction_type": reduction_type}}
+
+
+def _check_2d(x: Any, name: str, shape: str) -> None:
+    if not isinstance(x, torch.Tensor) or x.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D tensor of shape {shape}; got {_describe(x)}")
 
 
 def _describe(x: Any) -> str:

@@ -117,12 +117,8 @@ def loss(
     A boolean ``anchors`` mask needs concrete values (outside ``jit``); pass index arrays
     under ``jit``.  With ``axis_name``: the loss of the global batch sharded over that axis.
     """
-    if axis_name is None:
-        arrays = _checked(embeddings, labels, label_distances, anchors, mask, options)
-        return _loss_jit(options, *arrays)
-    _refuse_unshardable(labels, label_distances, mask)
-    arrays = _checked(embeddings, labels, None, anchors, None, options)
-    return _sharded_loss_jit(options, axis_name, *_gathered(arrays, axis_name))
+    arrays = (embeddings, labels, label_distances, anchors, mask, options, axis_name)
+    return _run(_loss_jit, _sharded_loss_jit, *arrays)
 
 
 def loss_and_grad(
@@ -132,12 +128,18 @@ def loss_and_grad(
     """``(loss, grad)`` from one evaluation of the core; equal to ``jax.value_and_grad`` of
     :func:`loss` for the reduced losses.  With ``axis_name``, the gradient of the global loss
     with respect to this device's shard."""
+    arrays = (embeddings, labels, label_distances, anchors, mask, options, axis_name)
+    return _run(_loss_and_grad_jit, _sharded_loss_and_grad_jit, *arrays)
+
+
+def _run(plain, sharded, embeddings, labels, label_distances, anchors, mask, options, axis_name):
+    """``plain`` on the checked arrays, or ``sharded`` on those gathered over ``axis_name``."""
     if axis_name is None:
         arrays = _checked(embeddings, labels, label_distances, anchors, mask, options)
-        return _loss_and_grad_jit(options, *arrays)
+        return plain(options, *arrays)
     _refuse_unshardable(labels, label_distances, mask)
     arrays = _checked(embeddings, labels, None, anchors, None, options)
-    return _sharded_loss_and_grad_jit(options, axis_name, *_gathered(arrays, axis_name))
+    return sharded(options, axis_name, *_gathered(arrays, axis_name))
 
 
 # --------------------------------------------------------------------------- a sharded batch

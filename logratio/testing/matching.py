@@ -23,14 +23,12 @@ from hypothesis import strategies as st
 from hypothesis.errors import HypothesisException
 
 from . import backends as registry
+from .cases import Expected, LossCase, expected
 from .strategies import (
-    Expected,
-    LossCase,
     anchor_specs,
     batch_sizes,
     dims,
     embedding_arrays,
-    expected,
     label_arrays,
     masks,
 )

@@ -113,19 +113,10 @@ def reference_triplets(
 
 
 def reference_loss_and_grad(
-    embeddings: Any,
-    labels: Any = None,
-    *,
-    label_distances: Any = None,
-    anchors: Any = None,
-    mask: Any = None,
-    squared: bool = True,
-    label_metric: Any = "euclidean",
-    eps: float = 1e-6,
-    root_eps: float = 0.0,
-    ties: str = "include",
-    reduction: str = "mean",
-) -> tuple[Any, np.ndarray]:
+    embeddings: Any, labels: Any = None, *, label_distances: Any = None, anchors: Any = None,
+    mask: Any = None, squared: bool = True, label_metric: Any = "euclidean", eps: float = 1e-6,
+    root_eps: float = 0.0, ties: str = "include", reduction: str = "mean",
+) -> tuple[Any, np.ndarray]:  # fmt: skip
     """The loss and its gradient ``∂loss/∂embeddings`` by enumeration, in float64.
 
     Arguments as in :func:`logratio.log_ratio_loss` (without ``block_size``); inputs are

@@ -34,45 +34,28 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from .cases import (
-    CHEBYSHEV,
     LABEL_METRICS,
     MAX_BATCH,
     MAX_DIM,
     REDUCTIONS,
     SOURCES,
     TIES,
-    ChebyshevMetric,
-    Expected,
     LossCase,
-    expected,
-    reference_label_distances,
 )
 
 __all__ = [
-    "CHEBYSHEV",
-    "LABEL_METRICS",
-    "MAX_BATCH",
-    "MAX_DIM",
-    "REDUCTIONS",
-    "SOURCES",
-    "TIES",
-    "ChebyshevMetric",
-    "Expected",
-    "LossCase",
     "anchor_specs",
     "batch_sizes",
     "block_sizes",
     "dims",
     "embedding_arrays",
-    "expected",
     "label_arrays",
     "label_distance_arrays",
     "loss_cases",
     "masks",
     "orthogonal_matrices",
     "powers_of_two",
-    "reference_label_distances",
-]
+]  # and the cases of .cases
 
 
 def batch_sizes(min_size: int = 1, max_size: int = MAX_BATCH) -> st.SearchStrategy[int]:
