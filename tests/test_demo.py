@@ -7,6 +7,7 @@ Adam from ``torch.optim.Adam``.  The smoke run trains every method for a few ste
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 
@@ -164,54 +165,235 @@ def test_torch_and_jax_perceptrons_match_the_numpy_reference():
     np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5)
 
 
-def _loop_binary_triplet(f: np.ndarray, pos: np.ndarray, margin: float) -> float:
-    f = f / np.linalg.norm(f, axis=1, keepdims=True)
+#: The demo's L2 normalisation adds this under the root (``f / sqrt(‖f‖² + c)``).
+NORMALISER_OFFSET = 1e-12
+
+
+def _unit(f: np.ndarray) -> np.ndarray:
+    return f / np.linalg.norm(f, axis=1, keepdims=True)
+
+
+def _sq(u: np.ndarray, v: np.ndarray) -> float:
+    return float(np.sum((u - v) ** 2))
+
+
+def _hinge_tolerance(f: np.ndarray, terms: int, margin: float) -> float:
+    """How far a mean of hinges ``max(0, D_0p − D_0n + margin)`` on the demo's normalised
+    embeddings may lie from the same mean on exactly normalised ones (float64).
+
+    The demo scales each unit row by ``r_a = ‖f_a‖ / sqrt(‖f_a‖² + c)``, with
+    ``0 ≤ 1 − r_a ≤ δ = min(1, max_a c / (2‖f_a‖²))``; then
+    ``|D'_ab − D_ab| = |(r_a − r_b)² − (1 − r_a r_b) D_ab| ≤ δ² + 8δ`` (``D_ab ≤ 4``), and a
+    hinge, 1-Lipschitz in ``D_0p − D_0n``, moves by at most twice that.  Rounding adds a few
+    ulps of the magnitudes summed: ``terms`` terms of at most ``4 + margin``.
+    """
+    norms2 = np.sum(f * f, axis=1)
+    delta = min(1.0, float(np.max(NORMALISER_OFFSET / (2 * norms2))))
+    rounding = (terms + 64) * np.finfo(np.float64).eps * (4 + margin)
+    return 2 * (delta**2 + 8 * delta) + rounding
+
+
+def _loop_binary_triplet(f: np.ndarray, num_pos: int, margin: float) -> tuple[float, int]:
+    """The authors' naive batch: anchor 0, positives at 1..num_pos, negatives after them;
+    the mean over every (positive, negative) of ``max(0, D_0p − D_0n + margin)``."""
+    g = _unit(f)
     terms = []
-    for p in range(len(f)):
-        for n in range(len(f)):
-            if pos[p] and not pos[n] and n != 0 and p != 0:
-                dp = np.sum((f[0] - f[p]) ** 2)
-                dn = np.sum((f[0] - f[n]) ** 2)
-                terms.append(max(0.0, dp - dn + margin))
-    return float(np.mean(terms))
+    for p in range(1, 1 + num_pos):
+        for n in range(1 + num_pos, len(g)):
+            terms.append(max(0.0, _sq(g[0], g[p]) - _sq(g[0], g[n]) + margin))
+    return float(np.mean(terms)), len(terms)
 
 
-def _loop_dense_triplet(f: np.ndarray, y: np.ndarray, margin: float) -> float:
-    f = f / np.linalg.norm(f, axis=1, keepdims=True)
+def _loop_dense_by_position(f: np.ndarray, margin: float) -> tuple[float, int]:
+    """The authors' dense-triplet baseline: the mean over positions ``0 < i < j`` of
+    ``max(0, D_0i − D_0j + margin)``."""
+    g = _unit(f)
+    terms = []
+    for i in range(1, len(g)):
+        for j in range(i + 1, len(g)):
+            terms.append(max(0.0, _sq(g[0], g[i]) - _sq(g[0], g[j]) + margin))
+    return float(np.mean(terms)), len(terms)
+
+
+def _loop_released_log_ratio(f: np.ndarray, y: np.ndarray) -> float:
+    """The authors' ``LogRatioLoss``: anchor 0, ``D_0i = sqrt(‖f_0 − f_i‖² + 1e-4/d)``, the
+    mean over ``0 < i < j`` of ``(log (D_0i+ε)/(D_0j+ε) − log (Δ_0i+ε)/(Δ_0j+ε))²``, ε = 1e-6."""
+    eps = 1e-6
     lab = reference_circle_distance(y, y)
+    dist = [math.sqrt(_sq(f[0], f[i]) + 1e-4 / f.shape[1]) for i in range(len(f))]
     terms = []
     for i in range(1, len(f)):
-        for j in range(1, len(f)):
-            if i != j and lab[0, i] < lab[0, j]:
-                di = np.sum((f[0] - f[i]) ** 2)
-                dj = np.sum((f[0] - f[j]) ** 2)
-                terms.append(max(0.0, di - dj + margin))
+        for j in range(i + 1, len(f)):
+            u = math.log((dist[i] + eps) / (dist[j] + eps))
+            v = math.log((lab[0, i] + eps) / (lab[0, j] + eps))
+            terms.append((u - v) ** 2)
     return float(np.mean(terms))
+
+
+def _method(key: str) -> demo_methods.Method:
+    (method,) = demo_methods.methods_named((key,))
+    return method
+
+
+def _random_embeddings(rng: np.random.Generator, batch: int) -> np.ndarray:
+    f = rng.normal(size=(batch, 3))
+    f[rng.uniform(size=batch) < 0.2] *= 1e-5  # rows near 0, where the normaliser offset shows
+    return f
 
 
 @given(st.integers(0, 2**32 - 1), st.integers(4, 12))
 def test_triplet_baselines_match_loops(seed, batch):
+    """Both triplet baselines as released, against float64 loops over positions."""
     rng = np.random.default_rng(seed)
-    f = rng.normal(size=(batch, 3))
+    f = _random_embeddings(rng, batch)
     y = rng.uniform(0, 2 * math.pi, size=batch)
-    pos = np.zeros(batch, dtype=bool)
-    pos[1 : 1 + rng.integers(1, batch - 2)] = True
-    binary = demo_methods.Method("b", "b", "binary_triplet", False, True)
-    dense = demo_methods.Method("d", "d", "dense_triplet", False, True)
-    b = demo_methods.Batch(np.arange(batch), y, positives=pos)
-    got = demo_methods.method_loss(binary, f, b, 0.2)
-    np.testing.assert_allclose(float(got), _loop_binary_triplet(f, pos, 0.2), rtol=1e-10)
-    d = demo_methods.make_batch(dense, list(range(batch)), y, np.zeros((batch, 1), dtype=int))
-    got = demo_methods.method_loss(dense, f, d, 0.2)
-    np.testing.assert_allclose(float(got), _loop_dense_triplet(f, y, 0.2), rtol=1e-10)
+    # binary: a naive batch (anchor, positives, negatives), positives from the neighbour table
+    num_pos = int(rng.integers(1, batch - 2))
+    table = np.zeros((batch, num_pos), dtype=np.int64)
+    table[0] = np.arange(1, 1 + num_pos)
+    binary = _method("binary_triplet")
+    assert binary.margin == 0.2
+    b = demo_methods.make_batch(binary, list(range(batch)), y, table)
+    got = float(demo_methods.method_loss(binary, f, b))
+    want, terms = _loop_binary_triplet(f, num_pos, 0.2)
+    assert abs(got - want) <= _hinge_tolerance(f, terms, 0.2)
+    # dense by position: the batch sorted by label distance to the anchor, with ties
+    y[rng.uniform(size=batch) < 0.3] = y[0] + 0.5  # equal label distances
+    order = np.argsort(reference_circle_distance(y[:1], y)[0], kind="stable")
+    y = y[np.concatenate([[0], order[order != 0]])]
+    lab = reference_circle_distance(y, y)[0]
+    assert np.all(np.diff(lab[1:]) >= 0)  # so i < j means Δ_0i ≤ Δ_0j
+    dense = _method("dense_triplet")
+    assert dense.margin == 0.03
+    d = demo_methods.make_batch(dense, list(range(batch)), y, table)
+    got = float(demo_methods.method_loss(dense, f, d))
+    want, terms = _loop_dense_by_position(f, 0.03)
+    assert terms == (batch - 1) * (batch - 2) // 2  # tied pairs kept
+    assert abs(got - want) <= _hinge_tolerance(f, terms, 0.03)
+
+
+@given(st.integers(0, 2**32 - 1), st.integers(3, 12), st.integers(1, 6))
+def test_released_log_ratio_matches_the_authors_loss(seed, batch, dim):
+    rng = np.random.default_rng(seed)
+    f = rng.normal(size=(batch, dim))
+    f[rng.uniform(size=batch) < 0.2] = f[0]  # copies of the anchor: D = sqrt(1e-4/d)
+    y = rng.uniform(0, 2 * math.pi, size=batch)
+    y[rng.uniform(size=batch) < 0.2] = y[0]
+    released = _method("log_ratio_released")
+    got = float(demo_methods.method_loss(released, f, demo_methods.Batch(np.arange(batch), y)))
+    want = _loop_released_log_ratio(f, y)
+    # the terms are squared differences of logs of magnitude ≤ |log 1e-6| ≈ 14
+    assert abs(got - want) <= 1e-11 * (1 + want)
+
+
+def test_squared_log_ratio_is_the_papers_eq4():
+    rng = np.random.default_rng(3)
+    f = rng.normal(size=(9, 4))
+    y = rng.uniform(0, 2 * math.pi, size=9)
+    lab = reference_circle_distance(y, y)
+    terms = []
+    for i in range(1, 9):
+        for j in range(i + 1, 9):
+            u = math.log((_sq(f[0], f[i]) + 1e-6) / (_sq(f[0], f[j]) + 1e-6))
+            v = math.log((lab[0, i] + 1e-6) / (lab[0, j] + 1e-6))
+            terms.append((u - v) ** 2)
+    squared = _method("log_ratio_squared")
+    got = float(demo_methods.method_loss(squared, f, demo_methods.Batch(np.arange(9), y)))
+    np.testing.assert_allclose(got, np.mean(terms), rtol=1e-12)
 
 
 def test_binary_positives_are_the_anchors_label_neighbours():
     y = np.array([0.0, 0.1, 3.0, 6.2, 1.0])
     table = np.array([[1, 3], [0, 3], [4, 1], [0, 1], [1, 0]])
-    method = demo_methods.METHODS[2]
+    method = _method("binary_triplet")
     batch = demo_methods.make_batch(method, [0, 2, 1, 4, 3], y, table)
     np.testing.assert_array_equal(batch.positives, [False, False, True, False, True])
+
+
+def _naive_setup(seed: int, n: int = 80, batch: int = 20, pool: int = 8):
+    import logratio
+
+    y = np.random.default_rng(seed).uniform(0, 2 * math.pi, size=n)
+    table = np.asarray(logratio.knn_table(y, pool, label_metric=demo_data.circle_distance))
+
+    def dense():
+        return logratio.DenseBatchSampler(
+            y, neighbors=table, batch_size=batch, k=3, label_metric=demo_data.circle_distance,
+            seed=seed,
+        )  # fmt: skip
+
+    return y, table, dense
+
+
+@pytest.mark.parametrize("seed", [0, 7])
+def test_naive_batches_are_the_authors_sampler_around_the_dense_anchors(seed):
+    """Anchor, then ``positives`` of its ``pool`` nearest labels, then negatives from outside
+    them, checked sample by sample; the anchors are those of the dense batches, step by step,
+    epoch after epoch; the same seed gives the same batches."""
+    from logratio.demo.train import endless_batches
+
+    y, table, dense = _naive_setup(seed)
+    naive = demo_methods.NaiveBatchSampler(dense(), table, positives=4, pool=8)
+    assert len(naive) == 80
+    steps = 3 * 80 + 5  # three epochs and a bit
+    got = list(itertools.islice(endless_batches(naive), steps))
+    want_anchors = [b[0] for b in itertools.islice(endless_batches(dense()), steps)]
+    assert [b[0] for b in got] == want_anchors
+    for batch in got:
+        assert len(batch) == 20 and len(set(batch)) == 20
+        anchor, pool = batch[0], set(table[batch[0]].tolist())
+        # the pool is the anchor's 8 nearest labels: no sample outside it is nearer
+        dist = reference_circle_distance(y[anchor : anchor + 1], y)[0]
+        outside = [i for i in range(80) if i != anchor and i not in pool]
+        assert max(dist[list(pool)]) <= min(dist[outside])
+        for member in batch[1:5]:
+            assert member in pool
+        for member in batch[5:]:
+            assert member not in pool and member != anchor
+    # an epoch's anchors are every sample once
+    assert sorted(b[0] for b in got[:80]) == list(range(80))
+    repeat = demo_methods.NaiveBatchSampler(dense(), table, positives=4, pool=8)
+    again = list(itertools.islice(endless_batches(repeat), steps))
+    assert again == got
+    # the positives are a random draw, not always the same members of the pool
+    by_anchor: dict[int, set] = {}
+    for batch in got:
+        by_anchor.setdefault(batch[0], set()).add(tuple(sorted(batch[1:5])))
+    assert any(len(draws) > 1 for draws in by_anchor.values())
+
+
+def test_naive_batches_draw_uniformly():
+    """Over many batches of one anchor, each pool member is a positive about
+    positives/pool of the time and each outside sample a negative about
+    (batch − 1 − positives)/(n − 1 − pool) of the time."""
+    _, table, dense = _naive_setup(1, n=40, batch=12, pool=6)
+    naive = demo_methods.NaiveBatchSampler(dense(), table, positives=3, pool=6)
+    pos_counts, neg_counts, anchors = np.zeros(40), np.zeros(40), 0
+    from logratio.demo.train import endless_batches
+
+    for batch in itertools.islice(endless_batches(naive), 40 * 60):
+        if batch[0] != 0:
+            continue
+        anchors += 1
+        pos_counts[batch[1:4]] += 1
+        neg_counts[batch[4:]] += 1
+    assert anchors == 60
+    pool = table[0]
+    np.testing.assert_allclose(pos_counts[pool] / anchors, 3 / 6, atol=0.22)
+    outside = np.setdiff1d(np.arange(1, 40), pool)
+    np.testing.assert_allclose(neg_counts[outside] / anchors, 8 / 33, atol=0.17)
+    assert pos_counts[outside].sum() == 0 and neg_counts[pool].sum() == 0
+
+
+def test_naive_sampler_rejects_impossible_batches():
+    _, table, dense = _naive_setup(0, n=30, batch=28, pool=8)
+    with pytest.raises(ValueError, match="negatives"):
+        demo_methods.NaiveBatchSampler(dense(), table, positives=4, pool=8)
+    _, table, dense = _naive_setup(0)
+    with pytest.raises(ValueError, match="columns"):
+        demo_methods.NaiveBatchSampler(dense(), table, positives=4, pool=9)
+    with pytest.raises(ValueError, match="positives"):
+        demo_methods.NaiveBatchSampler(dense(), table, positives=0, pool=8)
 
 
 def test_jax_adam_matches_torch_adam():
@@ -243,7 +425,7 @@ def _check_outputs(out, backend: str) -> dict:
     results = json.loads((out / "results.json").read_text())
     assert results["config"]["backend"] == backend
     keys = {m["key"] for m in results["methods"]}
-    assert keys == {m.key for m in demo_methods.METHODS}
+    assert keys == set(results["config"]["methods"])
     for key in keys:
         summary = results["summary"][key]
         assert set(summary) == set(METRIC_KEYS)
@@ -257,7 +439,7 @@ def _check_outputs(out, backend: str) -> dict:
         assert 0 <= min(run["metrics"]["mean_label_distance@1"])
         assert max(run["metrics"]["mean_label_distance@1"]) <= math.pi
     table = (out / "results.md").read_text()
-    for method in demo_methods.METHODS:
+    for method in demo_methods.methods_named(tuple(results["config"]["methods"])):
         assert method.title in table
     assert (out / "metrics.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     return results
@@ -273,6 +455,7 @@ def test_demo_smoke_torch(tmp_path, capsys):
     assert main([*argv, "--workers", "1", "--out", str(tmp_path / "a")]) == 0
     assert "| method |" in capsys.readouterr().out
     first = _check_outputs(tmp_path / "a", "torch")
+    assert first["config"]["methods"] == [m.key for m in demo_methods.METHODS]
     # the same seed gives the same results, in one process or spread over two
     assert main([*argv, "--workers", "2", "--out", str(tmp_path / "b")]) == 0
     second = _check_outputs(tmp_path / "b", "torch")
@@ -306,6 +489,39 @@ def test_demo_rejects_bad_options(argv):
     with pytest.raises(SystemExit) as err:
         main(argv)
     assert err.value.code == 2
+
+
+def test_demo_presets():
+    """The default run stays at 5000 steps with every method; ``--long`` is the one-anchor
+    comparison at its documented budget; ``--steps`` overrides either."""
+    from logratio import demo
+
+    parse = demo.build_parser().parse_args
+    full = demo.config_from_args(parse([]))
+    assert full.steps == 5000 and full.methods == tuple(m.key for m in demo_methods.METHODS)
+    assert demo.config_from_args(parse(["--quick"])).steps == 300
+    long = demo.config_from_args(parse(["--long"]))
+    assert (long.steps, long.eval_every) == (demo.LONG["steps"], demo.LONG["eval_every"])
+    assert long.steps > full.steps
+    assert long.methods == demo_methods.LONG_METHODS
+    assert {m.every_anchor for m in demo_methods.methods_named(long.methods)} == {False}
+    assert {"log_ratio_released", "dense_triplet"} <= set(long.methods)
+    assert demo.config_from_args(parse(["--long", "--steps", "40"])).steps == 40
+    help_text = " ".join(demo.build_parser().format_help().split())
+    assert f"{demo.LONG['steps']} steps" in help_text
+
+
+def test_demo_long_smoke(tmp_path, capsys):
+    pytest.importorskip("torch")
+    pytest.importorskip("matplotlib")
+    from logratio.demo import main
+
+    argv = ["--long", "--steps", "2", "--seeds", "1", "--workers", "1", "--no-progress"]
+    assert main([*argv, "--out", str(tmp_path)]) == 0
+    results = _check_outputs(tmp_path, "torch")
+    assert tuple(results["config"]["methods"]) == demo_methods.LONG_METHODS
+    assert main(["--long", "--quick", "--out", str(tmp_path / "b")]) == 2
+    assert "--quick and --long" in capsys.readouterr().err
 
 
 def test_demo_names_missing_dependencies(monkeypatch, capsys):

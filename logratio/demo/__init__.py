@@ -34,6 +34,10 @@ __all__ = [
 
 QUICK = {"steps": 300, "eval_every": 75}
 FULL = {"steps": 5000, "eval_every": 250}
+#: ``--long``: the one-anchor comparison at four epochs of the sampler, chosen from a
+#: one-seed pilot of 40000 steps (docs/demo-long-pilot-*): there the mean angle errors are
+#: flat from about 18000 steps; nDCG@100 and Spearman's ρ still rise slowly after 20000.
+LONG = {"steps": 20000, "eval_every": 1000}
 NUM_SEEDS = 3
 #: Modules the demo imports (besides NumPy and array-api-compat), and their PyPI names.
 REQUIRED = {
@@ -83,6 +87,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help=f"{QUICK['steps']} steps per run instead of {FULL['steps']} (under a minute on "
         "2 CPU cores)",
+    )
+    parser.add_argument(
+        "--long",
+        action="store_true",
+        help=f"the one-anchor comparison only (the two one-anchor log-ratio rows and the dense "
+        f"triplet baseline), {LONG['steps']} steps per run, where their held-out angle errors "
+        "have flattened (about 30 minutes on 2 CPU cores with 3 seeds)",
     )
     parser.add_argument(
         "--out", default="demo-output", metavar="DIR", help="output folder (default: %(default)s)"
@@ -137,9 +148,12 @@ def missing_modules(backend: str) -> list[str]:
 
 def config_from_args(args: argparse.Namespace):
     """The :class:`~logratio.demo.train.DemoConfig` that the options describe."""
+    from .methods import LONG_METHODS
     from .train import DemoConfig
 
-    preset = dict(QUICK if args.quick else FULL)
+    if args.quick and args.long:
+        raise ValueError("--quick and --long exclude each other")
+    preset = dict(LONG if args.long else QUICK if args.quick else FULL)
     if args.steps is not None:
         preset["steps"] = args.steps
         preset["eval_every"] = max(1, args.steps // 20)
@@ -152,6 +166,8 @@ def config_from_args(args: argparse.Namespace):
         extra["threads"] = args.threads
     if args.workers is not None:
         extra["workers"] = args.workers
+    if args.long:
+        extra["methods"] = LONG_METHODS
     return DemoConfig(
         seeds=tuple(range(args.seed, args.seed + args.seeds)),
         backend=args.backend,

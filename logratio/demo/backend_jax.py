@@ -41,10 +41,10 @@ def adam_update(params, grads, state, lr: float):
     return params, (m, v, t)
 
 
-@functools.partial(jax.jit, static_argnames=("method", "margin", "lr"))
-def _train_step(params, state, x, batch: Batch, *, method: Method, margin: float, lr: float):
+@functools.partial(jax.jit, static_argnames=("method", "lr"))
+def _train_step(params, state, x, batch: Batch, *, method: Method, lr: float):
     def objective(p):
-        return method_loss(method, jax_mlp(p, x), batch, margin)
+        return method_loss(method, jax_mlp(p, x), batch)
 
     loss, grads = jax.value_and_grad(objective)(params)
     params, state = adam_update(params, grads, state, lr)
@@ -53,7 +53,7 @@ def _train_step(params, state, x, batch: Batch, *, method: Method, margin: float
 
 jax.tree_util.register_pytree_node(
     Batch,
-    lambda b: ((b.indices, b.angles, b.positives, b.triplets), None),
+    lambda b: ((b.indices, b.angles, b.positives), None),
     lambda _, children: Batch(*children),
 )
 
@@ -67,19 +67,16 @@ class JaxTrainer:
         self.lr = float(lr)
         self.train_x = jnp.asarray(np.asarray(train_x, dtype=np.float32))
 
-    def step(self, method: Method, batch: Batch, margin: float) -> float:
+    def step(self, method: Method, batch: Batch) -> float:
         """One Adam step on ``method``'s loss; returns the loss before the step."""
         x = self.train_x[jnp.asarray(batch.indices)]
         converted = Batch(
             indices=jnp.asarray(batch.indices),
             angles=jnp.asarray(batch.angles, dtype=jnp.float32),
             positives=None if batch.positives is None else jnp.asarray(batch.positives),
-            triplets=None
-            if batch.triplets is None
-            else tuple(jnp.asarray(t) for t in batch.triplets),
         )
         self.params, self.state, loss = _train_step(
-            self.params, self.state, x, converted, method=method, margin=float(margin), lr=self.lr
+            self.params, self.state, x, converted, method=method, lr=self.lr
         )
         return float(loss)
 

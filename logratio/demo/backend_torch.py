@@ -21,19 +21,16 @@ class TorchTrainer:
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=lr)
         self.train_x = torch.from_numpy(np.ascontiguousarray(train_x, dtype=np.float32))
 
-    def step(self, method: Method, batch: Batch, margin: float) -> float:
+    def step(self, method: Method, batch: Batch) -> float:
         """One Adam step on ``method``'s loss; returns the loss before the step."""
         x = self.train_x[torch.from_numpy(batch.indices)]
         converted = Batch(
             indices=batch.indices,
             angles=torch.from_numpy(batch.angles),
             positives=None if batch.positives is None else torch.from_numpy(batch.positives),
-            triplets=None
-            if batch.triplets is None
-            else tuple(torch.from_numpy(t) for t in batch.triplets),
         )
         self.optimizer.zero_grad(set_to_none=True)
-        loss = method_loss(method, self.model(x), converted, margin)
+        loss = method_loss(method, self.model(x), converted)
         loss.backward()
         self.optimizer.step()
         return float(loss.detach())

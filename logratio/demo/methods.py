@@ -1,29 +1,38 @@
-"""The four training objectives the demo compares (Kim et al., CVPR 2019, Sec. 6).
+"""The training objectives the demo compares (Kim et al., CVPR 2019, Sec. 6).
 
-Every method sees the same mini-batches, from :class:`logratio.DenseBatchSampler` (an
-anchor, its 5 nearest neighbours in label space, random others, ordered by label distance to
-the anchor, anchor first), trains the same network from the same initial weights for the
-same number of steps, and differs only in its loss:
+Every method trains the same network from the same initial weights for the same number of
+steps, with the same anchor at every step, and differs in its loss and, for the binary
+baseline, in how the rest of the batch is drawn.  The baselines are those of the authors'
+released code (tjddus9597/Beyond-Binary-Supervision-CVPR19):
 
-1. ``log-ratio, paper``: the log-ratio loss over every triplet ``(0, i, j)`` of the batch's
-   anchor, ``(log D_0i/D_0j − log Δ_0i/Δ_0j)²`` (Eq. 4), ``anchors=0``;
-2. ``log-ratio, every anchor``: the same loss with every batch member an anchor (the
+1. ``log-ratio, 1 anchor, released distance``: the log-ratio loss of the batch's anchor over
+   every pair ``i < j`` of the other members, ``(log D_0i/D_0j − log Δ_0i/Δ_0j)²``, with the
+   released code's distance ``D = sqrt(‖f_a − f_b‖² + 1e-4/d)`` (``squared=False,
+   root_eps=1e-4/d``, d the embedding width; docs/design.md §6.1);
+2. ``log-ratio, 1 anchor, squared``: the same with the paper's squared distance (Eq. 4);
+3. ``log-ratio, every anchor``: the squared form with every batch member an anchor (the
    library's default, still O(B²) per batch);
-3. ``binary triplet``: the paper's baseline with binary supervision: a sample is a positive
-   of the anchor when it is among the anchor's 30 nearest labels in the training set,
-   otherwise a negative; ``mean over (p, n) of max(0, D_0p − D_0n + 0.2)`` on L2-normalised
-   embeddings;
-4. ``triplet, dense``: the same margin loss on the paper's dense triplets
-   (:func:`logratio.dense_triplets`): ``max(0, D_0i − D_0j + 0.2)`` for every pair with
-   ``Δ_0i < Δ_0j``, on L2-normalised embeddings.
+4. ``binary triplet``: the authors' naive baseline.  Its batch is the anchor, 5 positives
+   drawn at random from the anchor's 30 nearest labels in the training set, and negatives
+   drawn at random from the samples outside them (:class:`NaiveBatchSampler`); the loss is
+   the mean over every (positive, negative) pair of ``max(0, D_0p − D_0n + 0.2)``;
+5. ``triplet, dense by position``: the authors' dense-triplet baseline on the dense batch:
+   the mean over every pair of positions ``0 < i < j`` of ``max(0, D_0i − D_0j + 0.03)``.
+   The batch is sorted by label distance to the anchor, so ``i < j`` means
+   ``Δ_0i ≤ Δ_0j``; pairs of equal label distance are kept.
 
-``D`` is the squared Euclidean embedding distance and ``Δ`` the angle distance on the circle.
-The losses are written once against the Array API (``array_api_compat``), so the same code
-runs on PyTorch tensors and JAX arrays.
+Methods 1–3 and 5 share the batches of :class:`logratio.DenseBatchSampler` (an anchor, its 5
+nearest neighbours in label space, random others, ordered by label distance to the anchor,
+anchor first).  In both triplet losses ``D`` is the squared Euclidean distance of
+L2-normalised embeddings (the released code adds ``1e-4/d`` to it, which cancels in
+``D_0i − D_0j``, and clamps the hinge at 1e-12 instead of 0, which changes no gradient);
+``Δ`` is the angle distance on the circle.  The losses are written once against the Array API
+(``array_api_compat``), so the same code runs on PyTorch tensors and JAX arrays.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +42,9 @@ import numpy as np
 import logratio
 
 from .data import circle_distance
+
+#: The released code's constant under the square root, divided by the embedding width.
+RELEASED_ROOT_EPS = 1e-4
 
 
 @dataclass(frozen=True)
@@ -44,14 +56,56 @@ class Method:
     loss: str  # "log_ratio", "binary_triplet" or "dense_triplet"
     every_anchor: bool  # every batch member an anchor, or only the batch's anchor (element 0)
     normalize: bool  # L2-normalise the embeddings (training and evaluation)
+    margin: float = 0.0  # of the triplet losses
+    squared: bool = True  # log-ratio: ‖f_a − f_b‖², else sqrt(‖f_a − f_b‖² + 1e-4/d)
 
 
 METHODS: tuple[Method, ...] = (
-    Method("log_ratio_paper", "log-ratio, paper sampler (1 anchor)", "log_ratio", False, False),
+    Method(
+        "log_ratio_released",
+        "log-ratio, 1 anchor, released distance (√(D²+1e-4/d))",
+        "log_ratio",
+        every_anchor=False,
+        normalize=False,
+        squared=False,
+    ),
+    Method(
+        "log_ratio_squared",
+        "log-ratio, 1 anchor, squared (paper Eq. 4)",
+        "log_ratio",
+        every_anchor=False,
+        normalize=False,
+    ),
     Method("log_ratio_every_anchor", "log-ratio, every anchor", "log_ratio", True, False),
-    Method("binary_triplet", "binary triplet (30-NN positives)", "binary_triplet", False, True),
-    Method("dense_triplet", "triplet, dense triplets", "dense_triplet", False, True),
+    Method(
+        "binary_triplet",
+        "binary triplet, 5 of 30-NN positives",
+        "binary_triplet",
+        every_anchor=False,
+        normalize=True,
+        margin=0.2,
+    ),
+    Method(
+        "dense_triplet",
+        "triplet margin 0.03, dense triplets by position",
+        "dense_triplet",
+        every_anchor=False,
+        normalize=True,
+        margin=0.03,
+    ),
 )
+
+#: The methods of ``logratio demo --long``: one anchor per batch under the same dense mining.
+LONG_METHODS: tuple[str, ...] = ("log_ratio_released", "log_ratio_squared", "dense_triplet")
+
+
+def methods_named(keys: tuple[str, ...]) -> tuple[Method, ...]:
+    """The methods with these keys, in the order of ``keys``."""
+    by_key = {m.key: m for m in METHODS}
+    unknown = [k for k in keys if k not in by_key]
+    if unknown:
+        raise ValueError(f"unknown method {unknown[0]!r}; the methods are {tuple(by_key)}")
+    return tuple(by_key[k] for k in keys)
 
 
 @dataclass(frozen=True)
@@ -59,14 +113,66 @@ class Batch:
     """What a loss needs of one mini-batch, as NumPy arrays (the backend converts them).
 
     ``angles`` (B,) are the labels; ``positives`` (B,) marks the binary positives of the
-    anchor (``binary_triplet`` only); ``triplets`` holds the (a, i, j) index arrays of
-    :func:`logratio.dense_triplets` (``dense_triplet`` only).
+    anchor (``binary_triplet`` only).
     """
 
     indices: np.ndarray
     angles: np.ndarray
     positives: np.ndarray | None = None
-    triplets: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+
+class NaiveBatchSampler:
+    """The authors' naive batches for the binary-triplet baseline, one per anchor.
+
+    For each batch of ``dense`` (a :class:`logratio.DenseBatchSampler`; only its anchor,
+    element 0, is used, so every step has the same anchor as the dense methods), the batch is
+    the anchor, ``positives`` samples drawn without replacement from the first ``pool``
+    columns of ``neighbors[anchor]`` (the anchor's nearest labels in the training set), and
+    ``len(batch) − 1 − positives`` samples drawn without replacement from the samples that
+    are neither the anchor nor in that pool: anchor, positives, negatives, in that order.
+
+    An iteration is one epoch of ``dense``; epoch ``e`` (``dense.epoch`` when it starts) draws
+    from ``numpy.random.default_rng([seed, e, 1])``, so the batches are reproducible and
+    independent of the dense sampler's own draws.
+    """
+
+    def __init__(
+        self,
+        dense: logratio.DenseBatchSampler,
+        neighbors: np.ndarray,
+        *,
+        positives: int = 5,
+        pool: int = 30,
+    ) -> None:
+        neighbors = np.asarray(neighbors)
+        if neighbors.ndim != 2 or neighbors.shape[1] < pool:
+            raise ValueError(f"neighbors must have at least pool = {pool} columns")
+        if not 0 < positives <= pool:
+            raise ValueError(f"positives must be in [1, pool = {pool}]; got {positives}")
+        if dense.batch_size - 1 - positives > dense.num_samples - 1 - pool:
+            raise ValueError("too few samples outside the pool for the negatives of a batch")
+        self.dense = dense
+        self.neighbors = neighbors[:, :pool].astype(np.int64)
+        self.positives = positives
+        self.seed = dense.seed
+
+    def __len__(self) -> int:
+        return len(self.dense)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        rng = np.random.default_rng([self.seed, self.dense.epoch, 1])
+        n = self.dense.num_samples
+        for batch in self.dense:
+            anchor = batch[0]
+            pool = self.neighbors[anchor]
+            pos = rng.choice(pool, size=self.positives, replace=False)
+            outside = np.ones(n, dtype=bool)
+            outside[pool] = False
+            outside[anchor] = False
+            neg = rng.choice(
+                np.flatnonzero(outside), size=len(batch) - 1 - self.positives, replace=False
+            )
+            yield [anchor, *pos.tolist(), *neg.tolist()]
 
 
 def make_batch(
@@ -83,10 +189,6 @@ def make_batch(
         positives = np.isin(idx, binary_neighbors[idx[0]])
         positives[0] = False
         return Batch(idx, y, positives=positives)
-    if method.loss == "dense_triplet":
-        anchors = None if method.every_anchor else 0
-        trip = logratio.dense_triplets(circle_distance(y, y), anchors=anchors)
-        return Batch(idx, y, triplets=tuple(np.asarray(t, dtype=np.int64) for t in trip))
     return Batch(idx, y)
 
 
@@ -121,40 +223,45 @@ def binary_triplet_loss(emb: Any, positives: Any, margin: float) -> Any:
     return xp.sum(terms) / xp.maximum(xp.sum(pair), xp.ones_like(xp.sum(pair)))
 
 
-def dense_triplet_loss(emb: Any, triplets: tuple[Any, Any, Any], margin: float) -> Any:
-    """Mean over the triplets ``(a, i, j)`` (``Δ_ai < Δ_aj``) of ``max(0, D_ai − D_aj + m)``.
+def dense_triplet_loss(emb: Any, margin: float) -> Any:
+    """Mean over the positions ``0 < i < j`` of ``max(0, D_0i − D_0j + margin)``.
 
-    ``D`` (B, B) comes from one Gram product, ``‖f_a‖² + ‖f_b‖² − 2 f_a·f_b``, accurate for
-    the normalised embeddings it is used with; the triplets then gather scalars.
+    ``emb`` (B, d), already normalised and sorted by label distance to the anchor (element
+    0), so every pair ``i < j`` has ``Δ_0i ≤ Δ_0j`` (the released code's pairing, ties kept).
     """
     xp = array_api_compat.array_namespace(emb)
-    a, i, j = triplets
     n = emb.shape[0]
-    sq = xp.sum(emb * emb, axis=1)
-    dist = xp.reshape(_hinge(sq[:, None] + sq[None, :] - 2 * (emb @ emb.T)), (-1,))
-    if a.shape[0] == 0:
-        return xp.sum(dist) * 0
-    dai = xp.take(dist, a * n + i)
-    daj = xp.take(dist, a * n + j)
-    return xp.mean(_hinge(dai - daj + margin))
+    if n < 3:
+        return xp.sum(emb) * 0
+    d = _sq_distances_to(xp, emb, 0)
+    pos = xp.arange(n, device=array_api_compat.device(emb))
+    pair = xp.astype((pos[:, None] < pos[None, :]) & (pos[:, None] > 0), emb.dtype)
+    terms = _hinge(d[:, None] - d[None, :] + margin) * pair
+    return xp.sum(terms) / ((n - 1) * (n - 2) / 2)
 
 
-def method_loss(method: Method, emb: Any, batch: Batch, margin: float) -> Any:
+def method_loss(method: Method, emb: Any, batch: Batch) -> Any:
     """The loss of ``method`` on the embeddings ``emb`` (B, d) of ``batch``.
 
     ``batch`` holds arrays of ``emb``'s framework (converted by the backend).
     """
-    if method.loss == "binary_triplet" and method.every_anchor:
-        raise ValueError("the binary-triplet baseline uses the batch's anchor only")
+    if method.loss != "log_ratio" and method.every_anchor:
+        raise ValueError(f"the {method.loss} baseline uses the batch's anchor only")
     if method.normalize:
         emb = l2_normalize(emb)
     if method.loss == "log_ratio":
         anchors = None if method.every_anchor else 0
+        root_eps = 0.0 if method.squared else RELEASED_ROOT_EPS / emb.shape[1]
         return logratio.log_ratio_loss(
-            emb, batch.angles, label_metric=circle_distance, anchors=anchors
+            emb,
+            batch.angles,
+            label_metric=circle_distance,
+            anchors=anchors,
+            squared=method.squared,
+            root_eps=root_eps,
         )
     if method.loss == "binary_triplet":
-        return binary_triplet_loss(emb, batch.positives, margin)
+        return binary_triplet_loss(emb, batch.positives, method.margin)
     if method.loss == "dense_triplet":
-        return dense_triplet_loss(emb, batch.triplets, margin)
+        return dense_triplet_loss(emb, method.margin)
     raise ValueError(f"unknown loss {method.loss!r}")

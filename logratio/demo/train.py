@@ -3,10 +3,11 @@
 For each seed: one rotated-digits split (:mod:`.data`), one initial network (:mod:`.models`),
 one neighbour table (the 30 nearest training labels on the circle, :func:`logratio.knn_table`),
 and one batch sequence (:class:`logratio.DenseBatchSampler` with that seed, batch 150,
-k = 5).  Each method (:mod:`.methods`) trains a copy of the network on that sequence for
-``steps`` Adam steps and is evaluated on the held-out digits every ``eval_every`` steps,
-leave-one-out (each held-out image a query against all the others), with
-:mod:`logratio.metrics`.
+k = 5; the binary-triplet baseline draws its batches around the same anchors with
+:class:`~.methods.NaiveBatchSampler`).  Each method (:mod:`.methods`) trains a copy of the
+network on its sequence for ``steps`` Adam steps and is evaluated on the held-out digits
+every ``eval_every`` steps, leave-one-out (each held-out image a query against all the
+others), with :mod:`logratio.metrics`.
 
 The (seed, method) runs are independent, so they are spread over ``workers`` processes
 (:mod:`.pool`), each with one thread: the network is too small for threads inside one step to
@@ -33,7 +34,7 @@ from logratio import metrics
 
 from . import pool
 from .data import CANVAS_SIDE, RotatedDigits, circle_distance, make_rotated_digits
-from .methods import METHODS, Method, l2_normalize, make_batch
+from .methods import METHODS, Method, NaiveBatchSampler, l2_normalize, make_batch, methods_named
 from .models import init_mlp, layer_sizes
 from .pool import machine_cores
 
@@ -64,8 +65,8 @@ class DemoConfig:
     backend: str = "torch"
     batch_size: int = 150  # the paper's
     k: int = 5  # nearest label neighbours per batch, the paper's
-    binary_neighbors: int = 30  # positives of the binary-triplet baseline, the paper's
-    margin: float = 0.2  # of both triplet baselines, the paper's
+    binary_neighbors: int = 30  # the pool of the binary-triplet positives, the authors'
+    binary_positives: int = 5  # positives per binary-triplet batch, the authors'
     hidden: int = 256
     dim: int = 32
     lr: float = 1e-3
@@ -73,9 +74,13 @@ class DemoConfig:
     held_out: float = 0.3  # fraction of the digit images kept for evaluation
     threads: int = DEFAULT_THREADS  # per worker process
     workers: int = field(default_factory=machine_cores)  # processes, one run each at a time
+    methods: tuple[str, ...] = tuple(m.key for m in METHODS)  # keys of :data:`.methods.METHODS`
 
     def __post_init__(self) -> None:
-        positive = ("steps", "eval_every", "batch_size", "hidden", "dim", "copies", "threads")
+        positive = (
+            "steps", "eval_every", "batch_size", "hidden", "dim", "copies", "threads",
+            "binary_positives",
+        )  # fmt: skip
         for name in (*positive, "workers"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -84,6 +89,9 @@ class DemoConfig:
             raise ValueError("seeds must name at least one seed")
         if self.backend not in ("torch", "jax"):
             raise ValueError(f"backend must be 'torch' or 'jax'; got {self.backend!r}")
+        if not self.methods or len(set(self.methods)) != len(self.methods):
+            raise ValueError(f"methods must name distinct methods; got {self.methods!r}")
+        methods_named(self.methods)  # unknown keys raise
 
 
 @dataclass
@@ -120,7 +128,9 @@ def evaluate(
     )
 
 
-def endless_batches(sampler: logratio.DenseBatchSampler) -> Iterator[list[int]]:
+def endless_batches(
+    sampler: logratio.DenseBatchSampler | NaiveBatchSampler,
+) -> Iterator[list[int]]:
     """The sampler's batches, epoch after epoch (each pass reshuffles reproducibly)."""
     while True:
         yield from sampler
@@ -140,10 +150,8 @@ def eval_steps(config: DemoConfig) -> list[int]:
     return [*steps, config.steps]
 
 
-def run_demo(
-    config: DemoConfig, *, progress: bool = True, methods: tuple[Method, ...] = METHODS
-) -> dict[str, Any]:
-    """Train and evaluate every method for every seed; return the results as a dict.
+def run_demo(config: DemoConfig, *, progress: bool = True) -> dict[str, Any]:
+    """Train and evaluate every method of ``config`` for every seed; return the results.
 
     The dict (also the demo's JSON output) holds ``config``, ``methods``, ``runs`` (one
     :class:`RunHistory` per method and seed, as dicts, seed-major), ``untrained`` (the
@@ -151,6 +159,7 @@ def run_demo(
     """
     from tqdm import tqdm
 
+    methods = methods_named(config.methods)
     jobs = [(seed, method) for seed in config.seeds for method in methods]
     workers = max(1, min(config.workers, machine_cores(), len(jobs)))
     start = time.perf_counter()
@@ -233,6 +242,10 @@ def _run_job(config: DemoConfig, seed: int, method: Method, advance: Any) -> Run
         label_metric=circle_distance,
         seed=seed,
     )
+    if method.loss == "binary_triplet":
+        sampler = NaiveBatchSampler(
+            sampler, neighbors, positives=config.binary_positives, pool=config.binary_neighbors
+        )
     return _train_one(trainer, method, data, sampler, neighbors, test_dist, config, advance)
 
 
@@ -246,7 +259,7 @@ def _train_one(
     trainer: Any,
     method: Method,
     data: RotatedDigits,
-    sampler: logratio.DenseBatchSampler,
+    sampler: logratio.DenseBatchSampler | NaiveBatchSampler,
     neighbors: np.ndarray,
     test_dist: np.ndarray,
     config: DemoConfig,
@@ -270,7 +283,7 @@ def _train_one(
     done = 0  # steps not yet reported to ``advance``
     for step, indices in enumerate(batches, start=1):
         batch = make_batch(method, indices, data.train_y, neighbors)
-        loss = trainer.step(method, batch, config.margin)
+        loss = trainer.step(method, batch)
         if not math.isfinite(loss):
             raise FloatingPointError(
                 f"{method.key} (seed {sampler.seed}): the loss became {loss} at step {step}"
