@@ -18,6 +18,8 @@ import numpy as np
 from .methods import Batch, Method, method_loss
 from .models import Params, jax_mlp
 
+__all__ = ["JaxTrainer", "adam_init", "adam_update", "get_threads", "set_threads"]
+
 BETA1, BETA2, ADAM_EPS = 0.9, 0.999, 1e-8
 
 

@@ -12,6 +12,8 @@ import torch
 from .methods import Batch, Method, method_loss
 from .models import Params, torch_mlp
 
+__all__ = ["TorchTrainer", "get_threads", "set_threads"]
+
 
 class TorchTrainer:
     """One network and its optimiser; ``step`` trains on a batch, ``embed`` evaluates."""

@@ -18,6 +18,16 @@ from dataclasses import dataclass
 import array_api_compat
 import numpy as np
 
+__all__ = [
+    "CANVAS_SIDE",
+    "DIGIT_SIDE",
+    "RotatedDigits",
+    "circle_distance",
+    "digit_canvas",
+    "make_rotated_digits",
+    "rotate_images",
+]
+
 #: Side of the upsampled digit and of the canvas it is rotated on.
 DIGIT_SIDE = 16
 CANVAS_SIDE = 24

@@ -43,6 +43,20 @@ import logratio
 
 from .data import circle_distance
 
+__all__ = [
+    "METHODS",
+    "RELEASED_ROOT_EPS",
+    "Batch",
+    "Method",
+    "NaiveBatchSampler",
+    "binary_triplet_loss",
+    "dense_triplet_loss",
+    "l2_normalize",
+    "make_batch",
+    "method_loss",
+    "methods_named",
+]
+
 #: The released code's constant under the square root, divided by the embedding width.
 RELEASED_ROOT_EPS = 1e-4
 

@@ -14,6 +14,8 @@ import math
 
 import numpy as np
 
+__all__ = ["init_mlp", "jax_mlp", "layer_sizes", "mlp_numpy", "torch_mlp"]
+
 Params = list[tuple[np.ndarray, np.ndarray]]
 
 

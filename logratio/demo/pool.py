@@ -11,6 +11,7 @@ and once for its lifetime in each worker.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 from collections.abc import Callable, Sequence
@@ -91,6 +92,9 @@ def _init_worker(limits: Callable[[], contextlib.AbstractContextManager], counte
     global _COUNTER
     _COUNTER = counter
     _LIMITS.enter_context(limits())
+    # leave the limits while the interpreter is whole (closing them at teardown would call
+    # into modules already cleared, and print "Exception ignored" from every worker)
+    atexit.register(_LIMITS.close)
 
 
 def _call(job: Callable[..., Any], args: tuple[Any, ...]) -> Any:

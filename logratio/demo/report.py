@@ -15,6 +15,15 @@ from typing import Any
 
 import numpy as np
 
+__all__ = [
+    "display_value",
+    "make_output_folder",
+    "markdown_table",
+    "plot_history",
+    "summarize",
+    "write_outputs",
+]
+
 #: Column titles of the table and the plot, and whether higher is better.
 METRIC_INFO: dict[str, tuple[str, bool]] = {
     "mean_label_distance@1": ("mean angle error @1 (°)", False),

@@ -38,6 +38,19 @@ from .methods import METHODS, Method, NaiveBatchSampler, l2_normalize, make_batc
 from .models import init_mlp, layer_sizes
 from .pool import machine_cores
 
+__all__ = [
+    "DEFAULT_THREADS",
+    "METRIC_KEYS",
+    "DemoConfig",
+    "RunHistory",
+    "backend_trainer",
+    "endless_batches",
+    "eval_steps",
+    "evaluate",
+    "run_demo",
+    "thread_limits",
+]
+
 #: The metrics reported, in table order; the mean label distances are in radians.
 METRIC_KEYS = (
     "mean_label_distance@1",
