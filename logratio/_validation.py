@@ -75,7 +75,12 @@ def label_metric(value: Any) -> str | Callable[..., Array]:
     """Check ``label_metric``: a known name or a callable."""
     if callable(value):
         return value
-    return choice("label_metric", value, LABEL_METRICS)
+    if not isinstance(value, str) or value not in LABEL_METRICS:
+        raise ValueError(
+            f"label_metric must be one of {', '.join(map(repr, LABEL_METRICS))} or a callable "
+            f"metric(a, b) -> (len(a), len(b)) such as logratio.periodic(360); got {value!r}"
+        )
+    return value
 
 
 def positive_float(name: str, value: Any) -> float:
@@ -165,13 +170,13 @@ def labels_for(xp: Namespace, labels: Any, batch: int, like: Array, dtype: Any) 
     y = as_array(xp, labels, like=like, name="labels")
     if not xp.isdtype(y.dtype, ("real floating", "integral", "bool")):
         raise TypeError(f"labels must hold real numbers; got dtype {y.dtype}")
-    if y.ndim == 1:
-        y = xp.reshape(y, (y.shape[0], 1))
-    if y.ndim != 2 or y.shape[0] != batch:
+    if y.ndim not in (1, 2) or y.shape[0] != batch:
         raise ValueError(
             f"labels must have shape ({batch},) or ({batch}, p) to match embeddings; "
             f"got shape {_shape(y)}"
         )
+    if y.ndim == 1:
+        y = xp.reshape(y, (y.shape[0], 1))
     if y.dtype != dtype:
         y = xp.astype(y, dtype)
     if concrete_any(xp, ~xp.isfinite(y)):

@@ -107,7 +107,7 @@ def log_ratio_loss(
     Memory and time per rank: O(B_r · B · (d + p)) for the loss, plus the gathered (B, d)
     batch and a (B, d) gradient buffer.
     """
-    opts = LossOptions.from_kwargs(options)
+    opts = LossOptions.from_kwargs(options, "logratio.distributed.log_ratio_loss")
     if gradient not in GRADIENT_MODES:
         raise ValueError(f"gradient must be one of {GRADIENT_MODES}; got {gradient!r}")
     if label_distances is not None:

@@ -132,7 +132,7 @@ def log_ratio_loss_and_grad(
     all-gather's transpose, a ``psum_scatter``.  Cost: one more B×B×d matrix product than
     the loss alone.
     """
-    options = LossOptions.from_kwargs(options)
+    options = LossOptions.from_kwargs(options, "log_ratio_loss_and_grad")
     return _call(
         "loss_and_grad", embeddings, labels, label_distances, anchors, mask, options, axis_name
     )
@@ -211,11 +211,14 @@ def _stack_reference(
             y = v.as_array(xp, y, like=queries, name=name)
             if y.ndim not in (1, 2) or y.shape[0] != n:
                 raise ValueError(f"{name} must have shape ({n},) or ({n}, p); got {y.shape}")
+            if xp.isdtype(y.dtype, "real floating"):
+                v.check_finite(xp, y, name, nonnegative=False)
             parts.append(xp.reshape(y, (n, 1)) if y.ndim == 1 else y)
         if parts[0].shape[1] != parts[1].shape[1]:
             raise ValueError("query_labels and reference_labels must have the same columns")
         labels = xp.concat(parts, axis=0)
-    options = LossOptions.from_kwargs({**options, "num_queries": queries.shape[0]})
+    options = LossOptions.from_kwargs(options, "reference_log_ratio_loss")
+    options = options.replace(num_queries=queries.shape[0])
     return xp.concat([queries, reference], axis=0), labels, options
 
 

@@ -80,13 +80,15 @@ class LossOptions:
                 raise ValueError(f"num_queries must be None or a non-negative int; got {q!r}")
 
     @classmethod
-    def from_kwargs(cls, options: dict[str, Any]) -> LossOptions:
-        """``LossOptions(**options)`` with a clear error for an unknown keyword."""
-        unknown = set(options) - _FIELDS
+    def from_kwargs(cls, options: dict[str, Any], where: str = "the loss") -> LossOptions:
+        """``LossOptions(**options)`` with a clear error for an unknown keyword (``where``:
+        the function or class the user called).  ``num_queries`` is not a user's option: it
+        is set by :func:`logratio.reference_log_ratio_loss`."""
+        unknown = set(options) - _USER_FIELDS
         if unknown:
             raise TypeError(
-                f"unexpected keyword argument(s): {', '.join(sorted(unknown))}; "
-                f"the options are {', '.join(sorted(_FIELDS))}"
+                f"{where} got unexpected keyword argument(s): {', '.join(sorted(unknown))}; "
+                f"its options are {', '.join(sorted(_USER_FIELDS))}"
             )
         return cls(**options)
 
@@ -106,6 +108,7 @@ class LossOptions:
 
 
 _FIELDS = frozenset(f.name for f in dataclasses.fields(LossOptions))
+_USER_FIELDS = _FIELDS - {"num_queries"}
 
 
 def _set(obj: LossOptions, name: str, value: Any) -> None:

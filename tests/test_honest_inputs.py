@@ -295,3 +295,37 @@ def test_sampler_batches_hold_distinct_members(n, batch_size):
         sampler.set_epoch(epoch)
         for batch in sampler:
             assert len(set(batch)) == len(batch) == batch_size
+
+
+def test_num_queries_is_not_a_users_option():
+    torch = pytest.importorskip("torch")
+    f, y = batch(b=8, d=3)
+    with pytest.raises(TypeError, match=r"log_ratio_loss_and_grad got unexpected.*num_queries"):
+        logratio.log_ratio_loss_and_grad(f, y, num_queries=3)
+    with pytest.raises(TypeError, match="LogRatioLoss got unexpected"):
+        logratio.LogRatioLoss(num_queries=3)
+    with pytest.raises(TypeError, match=r"torch\.Tensor"):
+        logratio.LogRatioLoss()(f, y)
+    del torch
+
+
+def test_messages_name_what_was_passed():
+    f, y = batch(b=8, d=3)
+    with pytest.raises(ValueError, match=r"got shape \(5,\)"):
+        logratio.log_ratio_loss(f, np.arange(5.0))
+    with pytest.raises(ValueError, match="callable"):
+        logratio.log_ratio_loss(f, y, label_metric=3)
+    bad = y.copy()
+    bad[2] = np.nan
+    with pytest.raises(ValueError, match="reference_labels must be finite"):
+        logratio.reference_log_ratio_loss(f, f, y, bad)
+
+
+def test_assert_matches_reference_rejects_an_unknown_reduction():
+    from logratio.testing import assert_matches_reference
+
+    def loose(embeddings, labels, *, reduction="mean"):
+        return logratio.log_ratio_loss(embeddings, labels)  # treats any reduction as mean
+
+    with pytest.raises(AssertionError, match="reduction"):
+        assert_matches_reference(loose, options={"reduction": "avg"}, max_examples=3)

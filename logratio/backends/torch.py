@@ -205,6 +205,12 @@ def _op_arguments(
     ``label_metric`` cannot cross the schema: its label distances are computed here (by the
     core's helper) and enter the op as ``label_distances``.
     """
+    if not isinstance(embeddings, torch.Tensor):
+        raise TypeError(
+            "embeddings must be a torch.Tensor for the PyTorch loss (LogRatioLoss); got "
+            f"{type(embeddings).__module__}.{type(embeddings).__name__} (use "
+            "logratio.log_ratio_loss for other arrays)"
+        )
     if embeddings.layout != torch.strided:
         raise TypeError(
             f"embeddings must be a dense (strided) tensor; got layout {embeddings.layout} "
@@ -295,7 +301,7 @@ class LogRatioLoss(torch.nn.Module):
         **options: Any,
     ) -> None:
         super().__init__()
-        self.options = LossOptions.from_kwargs(options)
+        self.options = LossOptions.from_kwargs(options, "LogRatioLoss")
         self.anchors = anchors
         if not isinstance(distributed, bool):
             raise TypeError(f"distributed must be a bool; got {distributed!r}")

@@ -243,6 +243,8 @@ def expected(
     """Reference values of ``case`` (optionally with other embeddings, e.g. float32-rounded),
     from the float64 loops of :mod:`logratio.testing.reference`; the gradient is computed
     anyway and kept when ``gradient``."""
+    if case.reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}; got {case.reduction!r}")
     f = np.asarray(case.embeddings if embeddings is None else embeddings, dtype=np.float64)
     dl = case.label_distance_matrix()
     kw = case.reference_kwargs()
