@@ -92,6 +92,10 @@ class LossOptions:
             )
         return cls(**options)
 
+    def user_options(self) -> dict[str, Any]:
+        """The options a user passes as keywords (all but ``num_queries``)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k in _USER_FIELDS}
+
     def replace(self, **changes: Any) -> LossOptions:
         """A copy with some options changed (validated again)."""
         return dataclasses.replace(self, **changes)

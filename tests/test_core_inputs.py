@@ -37,7 +37,7 @@ CASES = [
         r"exactly one of labels.*label_distances.*both",
     ),
     ("neither", lambda: loss(F), ValueError, r"exactly one of labels.*label_distances.*neither"),
-    ("labels-rows", lambda: loss(F, np.arange(4.0)), ValueError, r"labels.*\(5,\).*\(4, 1\)"),
+    ("labels-rows", lambda: loss(F, np.arange(4.0)), ValueError, r"labels.*\(5,\).*\(4,\)"),
     ("labels-3d", lambda: loss(F, np.ones((5, 1, 1))), ValueError, r"labels.*shape"),
     ("labels-str", lambda: loss(F, ["a"] * 5), TypeError, r"labels.*real numbers"),
     (

@@ -27,7 +27,6 @@ differentiable operations; forward mode (``torch.func.jvp``) uses the core's JVP
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import torch
@@ -339,7 +338,7 @@ class LogRatioLoss(torch.nn.Module):
                 label_distances=label_distances,
                 anchors=anchors,
                 mask=mask,
-                **dataclasses.asdict(self.options),
+                **self.options.user_options(),
             )
         return loss(embeddings, labels, label_distances, anchors, mask, self.options)
 
