@@ -152,32 +152,29 @@ def run_ddp(rank, world):
     x, y = ddp_data()
     rows = shard_rows(DDP_SIZES, rank)
     out = {}
+
+    def train(model, loss_fn, after_backward=lambda: None):
+        opt = torch.optim.SGD(model.parameters(), lr=0.05)
+        losses = []
+        for _ in range(DDP_STEPS):
+            loss = loss_fn(model(x[rows]), y[rows])
+            opt.zero_grad()
+            loss.backward()
+            after_backward()
+            opt.step()
+            losses.append(loss.detach())
+        return {"losses": torch.stack(losses), "params": [p.detach() for p in model.parameters()]}
+
     # DDP averages the gradients; the loss's backward is scaled by W (the default)
-    model = DDP(ddp_model())
-    loss_fn = LogRatioLoss(distributed=True)
-    opt = torch.optim.SGD(model.parameters(), lr=0.05)
-    losses = []
-    for _ in range(DDP_STEPS):
-        loss = loss_fn(model(x[rows]), y[rows])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.detach())
-    out["ddp"] = {"losses": torch.stack(losses), "params": [p.detach() for p in model.parameters()]}
+    out["ddp"] = train(DDP(ddp_model()), LogRatioLoss(distributed=True))
     # no DDP: gradient="sum" and the ranks' parameter gradients summed by hand
     model = ddp_model()
-    loss_fn = LogRatioLoss(distributed=True, gradient="sum")
-    opt = torch.optim.SGD(model.parameters(), lr=0.05)
-    losses = []
-    for _ in range(DDP_STEPS):
-        loss = loss_fn(model(x[rows]), y[rows])
-        opt.zero_grad()
-        loss.backward()
+
+    def sum_gradients():
         for p in model.parameters():
             torch.distributed.all_reduce(p.grad)
-        opt.step()
-        losses.append(loss.detach())
-    out["sum"] = {"losses": torch.stack(losses), "params": [p.detach() for p in model.parameters()]}
+
+    out["sum"] = train(model, LogRatioLoss(distributed=True, gradient="sum"), sum_gradients)
     return out
 
 
