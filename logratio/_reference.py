@@ -79,11 +79,15 @@ def loss_and_grad(
     ties: str = "include",
     reduction: str = "mean",
     absolute: bool = False,
+    magnitudes: bool = False,
 ) -> tuple[float, np.ndarray]:
     """The mean (or sum) over counted triplets and its gradient, by enumeration.
 
     With ``absolute``, the gradient's terms are summed in absolute value: the scale of what
     cancels in a gradient component, which bounds its rounding error in any evaluation.
+    With ``magnitudes`` as well, each term's residual ``r`` is replaced by the sum of the
+    magnitudes of the four logs it is the difference of: ``u`` times that bounds the rounding
+    of a gradient whose residuals cancel (every residual of a row equal, a gradient of 0).
     """
     f = np.asarray(embeddings, dtype=np.float64)
     dl = np.asarray(dl, dtype=np.float64)
@@ -100,6 +104,10 @@ def loss_and_grad(
         g_i = 2 * r * _ddist(f, i, a, d_ai, squared) / (d_ai + eps)
         g_j = -2 * r * _ddist(f, j, a, d_aj, squared) / (d_aj + eps)
         if absolute:
+            if magnitudes:
+                logs = (d_ai + eps, d_aj + eps, dl[a, i] + eps, dl[a, j] + eps)
+                size = sum(abs(math.log(x)) for x in logs) / max(abs(r), 1e-300)
+                g_i, g_j = g_i * size, g_j * size
             g_i, g_j = np.abs(g_i), np.abs(g_j)
             grad[a] += g_i + g_j
         else:

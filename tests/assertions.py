@@ -75,14 +75,15 @@ def check_gradient(
     backend: Backend | None = None,
     dtype: str | None = None,
     term_scale: float = 0.0,
+    noise: float = 0.0,
 ) -> np.ndarray:
     """``got`` finite and within ``rtol`` of ``want``, relative to the largest component of
     ``want`` or, when larger, ``term_scale``: the size of the terms that cancel in a
     component (a gradient that is exactly 0 is rounding noise of that size in any
-    evaluation).  ``backend``, ``dtype``: as for :func:`to_checked_numpy`; returns ``got`` as
-    a float64 NumPy array."""
+    evaluation); ``noise`` is an absolute rounding allowance added to that.  ``backend``,
+    ``dtype``: as for :func:`to_checked_numpy`; returns ``got`` as a float64 NumPy array."""
     got = np.asarray(to_checked_numpy(got, backend, dtype), dtype=np.float64)
     assert got.shape == want.shape
     assert np.all(np.isfinite(got))
     scale = max(np.max(np.abs(want), initial=0.0), term_scale)
-    return assert_close(got, want, rtol=rtol, atol=rtol * scale + 1e-300)
+    return assert_close(got, want, rtol=rtol, atol=rtol * scale + noise + 1e-300)

@@ -68,12 +68,16 @@ def gradient(embeddings, label_distances, *, reduction: str = "mean", **options)
     return loss_and_grad(embeddings, dl, reduction=reduction, **options)[1]
 
 
-def gradient_terms_scale(case, f, reduction: str = "mean") -> float:
+def gradient_terms_scale(
+    case, f, reduction: str = "mean", *, magnitudes: bool = False
+) -> float:
     """The largest component of the per-triplet gradient terms summed in absolute value:
     the scale of the rounding in any evaluation of a gradient component (``case``: a
-    :class:`strategies.LossCase`, ``f`` its embeddings)."""
+    :class:`strategies.LossCase`, ``f`` its embeddings).  With ``magnitudes``, each term's
+    residual is replaced by the size of the logs it is a difference of: times the unit
+    roundoff, the noise of a gradient whose residuals cancel exactly."""
     kw = case.reference_kwargs()
     red = "sum" if reduction == "none" else reduction
     dl = case.label_distance_matrix()
-    _, g = loss_and_grad(f, dl, reduction=red, absolute=True, **kw)
+    _, g = loss_and_grad(f, dl, reduction=red, absolute=True, magnitudes=magnitudes, **kw)
     return float(np.max(g, initial=0.0))

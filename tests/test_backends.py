@@ -284,6 +284,16 @@ def test_row_tangents_match_reference(xp, dtype):
         ]
         want = np.array([np.sum(g * t) for g in grads])
         scale = np.array([np.sum(np.abs(g) * np.abs(t)) for g in grads])
+        # residuals that cancel exactly (equal within a row) leave rounding noise of the size
+        # of the logs they are differences of
+        sizes = [
+            reference.loss_and_grad(
+                case.embeddings, dl, anchors=[r], reduction="sum", absolute=True,
+                magnitudes=True, **kw,
+            )[1]
+            for r in rows
+        ]  # fmt: skip
+        noise = 16 * float(np.finfo(dtype).eps) * np.array([np.sum(g * np.abs(t)) for g in sizes])
 
         def jvp(f, tangent):
             kwargs = case.replace(reduction="none").loss_kwargs(convert=xp.asarray)
@@ -300,7 +310,8 @@ def test_row_tangents_match_reference(xp, dtype):
             got = xp.to_numpy(got).astype(np.float64)
         rtol = GRAD_RTOL[dtype]
         assert got.shape == want.shape
-        assert np.all(np.abs(got - want) <= rtol * (scale + np.max(scale, initial=0.0)) + 1e-300)
+        allowed = rtol * (scale + np.max(scale, initial=0.0)) + noise + 1e-300
+        assert np.all(np.abs(got - want) <= allowed)
 
     run()
 
@@ -327,10 +338,14 @@ def test_half_precision(xp, dtype):
             check_loss(loss, exp, case.reduction, loss_rtol, backend=xp, dtype="float32")
             rtol = GRAD_RTOL["float32"] + HALF_ROUNDING[dtype]
             want = exp.gradient(case.reduction)
-            check_gradient(grad, want, rtol, backend=xp, dtype=dtype)
+            # residuals that cancel exactly (equal within a row) leave float32 rounding noise
+            f64 = np.asarray(case.embeddings, dtype=np.float64)
+            sizes = reference.gradient_terms_scale(case, f64, case.reduction, magnitudes=True)
+            noise = 16 * 2.0**-24 * sizes
+            check_gradient(grad, want, rtol, backend=xp, dtype=dtype, noise=noise)
             if xp.grad is not None and case.reduction != "none":
                 auto = xp.grad(lambda x: logratio.log_ratio_loss(x, **kw), f)
-                check_gradient(auto, want, rtol, backend=xp, dtype=dtype)
+                check_gradient(auto, want, rtol, backend=xp, dtype=dtype, noise=noise)
 
     run()
 

@@ -130,9 +130,9 @@ def _spy(monkeypatch):
     calls = []
     evaluate = core.anchor_terms
 
-    def spy(p, *, want_grad=False, row_weights=None):
+    def spy(p, *, want_grad=False, row_weights=None, step=None):
         calls.append((want_grad, row_weights is not None))
-        return evaluate(p, want_grad=want_grad, row_weights=row_weights)
+        return evaluate(p, want_grad=want_grad, row_weights=row_weights, step=step)
 
     monkeypatch.setattr(core, "anchor_terms", spy)
     return calls
