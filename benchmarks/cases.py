@@ -9,7 +9,6 @@ autodiff go through :mod:`logratio.testing.backends`.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -23,13 +22,14 @@ from logratio.testing import backends
 DESCRIPTIONS = {
     "cdist": "torch.cdist(F, F): the floor",
     "numpy": "NumPy, core (closed-form gradient)",
-    "torch": "PyTorch adapter: loss.backward() with the closed-form rule",
+    "torch": "PyTorch adapter (default: compiled engine): loss.backward(), closed-form rule",
+    "torch-eager": "PyTorch adapter, engine off (compile=False): the eager core",
     "torch-autograd": "PyTorch autograd through the core's operations",
-    "torch-compile": "torch.compile(core loss_and_grad), inductor: fused passes",
     "jax": "JAX, jit(value_and_grad) with the custom_jvp rule",
     "cupy": "CuPy, core on the GPU",
     "cdist-cuda": "torch.cdist(F, F) on CUDA: the GPU floor",
-    "torch-cuda": "PyTorch adapter on CUDA",
+    "torch-cuda": "PyTorch adapter on CUDA (compiled engine: Triton)",
+    "torch-cuda-eager": "PyTorch adapter on CUDA, engine off",
     "jax-gpu": "JAX jit on the GPU",
     "triplets-dense": "materialised B×B×B residual differences, PyTorch autograd",
     "triplets-miner": "dense_triplets + triplet_log_ratio_loss, PyTorch autograd",
@@ -121,13 +121,17 @@ def _torch_autograd(device: str, batch: int, dim: int, loss: Callable) -> Callab
     return lambda: wait(b.grad(lambda x: loss(x, yt), f))
 
 
-def torch_setup(device: str) -> Setup:
-    """The PyTorch adapter: the closed-form gradient is the autograd rule of the loss."""
+def torch_setup(device: str, compile: bool | None = None) -> Setup:
+    """The PyTorch adapter: the closed-form gradient is the autograd rule of the loss; the
+    block kernel compiled by the engine (the default) or eager (``compile=False``)."""
 
     def setup(batch: int, dim: int) -> Callable[[], Any]:
         import logratio
 
-        return _torch_autograd(device, batch, dim, logratio.log_ratio_loss)
+        def loss(f: Any, y: Any) -> Any:
+            return logratio.log_ratio_loss(f, y, compile=compile)
+
+        return _torch_autograd(device, batch, dim, loss)
 
     return setup
 
@@ -137,18 +141,6 @@ def torch_autograd_setup(batch: int, dim: int) -> Callable[[], Any]:
     return _torch_autograd(
         "cpu", batch, dim, lambda f, y: core_loss_and_grad(f, y, want_grad=False)[0]
     )
-
-
-def torch_compile_setup(batch: int, dim: int) -> Callable[[], Any]:
-    """The core's closed form compiled by inductor: what fusing the (block, B) passes buys."""
-    import torch
-
-    torch._dynamo.reset()  # one compilation per B, never the recompilation limit's fallback
-    b = backends.get("torch", "cpu")
-    emb, y = make_inputs(batch, dim)
-    f, yt = b.asarray(emb), b.asarray(y)
-    fn = torch.compile(core_loss_and_grad, dynamic=False)
-    return lambda: fn(f, yt)
 
 
 def jax_setup(device: str) -> Setup:
@@ -227,10 +219,9 @@ def available_cases(settings: Settings) -> list[Case]:
         cases.append(Case("numpy", numpy_setup))
     if "torch" in wanted:
         cases.append(Case("torch", torch_setup("cpu")))
+        cases.append(Case("torch-eager", torch_setup("cpu", compile=False)))
         cap = max(b for b in FULL_SIZES if autograd_bytes(b) <= cap_bytes)
         cases.append(Case("torch-autograd", torch_autograd_setup, max_batch=cap))
-    if "torch-compile" in wanted and _has_compiler():
-        cases.append(Case("torch-compile", torch_compile_setup))
     if "jax" in wanted and _has_device("jax", "cpu"):
         cases.append(Case("jax", jax_setup("cpu")))
     if "triplets" in wanted:
@@ -242,15 +233,12 @@ def available_cases(settings: Settings) -> list[Case]:
         cases.append(Case("cdist-cuda", cdist_setup("cuda:0")))
         if "torch" in wanted:
             cases.append(Case("torch-cuda", torch_setup("cuda:0")))
+            cases.append(Case("torch-cuda-eager", torch_setup("cuda:0", compile=False)))
     if "jax" in wanted and _has_device("jax", "gpu:0"):
         cases.append(Case("jax-gpu", jax_setup("gpu:0")))
     if "cupy" in wanted and _has_device("cupy"):
         cases.append(Case("cupy", cupy_setup))
     return cases
-
-
-def _has_compiler() -> bool:
-    return any(shutil.which(c) for c in ("cc", "gcc", "clang", "g++"))
 
 
 def _has_device(name: str, device: str | None = None) -> bool:

@@ -47,6 +47,8 @@ class Timing:
     skipped: str | None = None
     load: float | None = None  # 1-minute load average of the machine after the timings
     rerun_times_s: list[float] | None = None  # the floor's second run
+    # the first call at the first B of the process: imports, JIT compilation, allocations
+    first_s: float | None = None
 
     @property
     def median_s(self) -> float | None:
@@ -74,6 +76,9 @@ def time_child(name: str, settings: Settings) -> None:
         t = Timing(name, batch)
         try:
             run = case.setup(batch, settings.dim)
+            start = time.perf_counter()
+            run()  # the first call at this B; at the first B it pays every one-off cost
+            t.first_s = time.perf_counter() - start
             for _ in range(settings.warmup):
                 run()
             for rep in range(settings.repeats):
@@ -141,6 +146,7 @@ def time_case(case: Case, settings: Settings) -> list[Timing]:
             rec = json.loads(line)
             t = by_batch[rec["batch"]]
             t.times_s, t.skipped, t.load = rec["times_s"], rec["skipped"], rec["load"]
+            t.first_s = rec.get("first_s")
             shown = t.skipped or fmt_time(t.median_s)
             print(f"  {case.name:15s} B={t.batch:6d}: {shown}   (load {t.load:.2f})", flush=True)
         proc.wait()

@@ -53,8 +53,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--backends",
         type=lambda s: s.split(","),
         default=None,
-        help="comma-separated subset of numpy,torch,torch-compile,jax,cupy,triplets "
-        "(default: all; --quick leaves out torch-compile, whose compilation takes seconds)",
+        help="comma-separated subset of numpy,torch,jax,cupy,triplets (default: all)",
     )
     ap.add_argument(
         "--repeats",

@@ -25,7 +25,7 @@ class Settings:
     """The values of one run, with the defaults of ``--quick`` and of the full suite applied."""
 
     sizes: tuple[int, ...]  # batch sizes B to time
-    backends: tuple[str, ...]  # subset of numpy, torch, torch-compile, jax, cupy, triplets
+    backends: tuple[str, ...]  # subset of numpy, torch, jax, cupy, triplets
     repeats: int  # timed calls per configuration and B
     warmup: int  # untimed calls before them
     dim: int  # embedding dimension d
@@ -51,7 +51,7 @@ class Settings:
         """The settings of the parsed command line (``None`` where a flag was not given)."""
         backends = args.backends
         if backends is None:
-            backends = [*DEFAULT_BACKENDS] + ([] if args.quick else ["torch-compile"])
+            backends = [*DEFAULT_BACKENDS]
         sizes = args.sizes or (QUICK_SIZES if args.quick else FULL_SIZES)
         wait_idle = args.wait_idle
         if wait_idle is None:

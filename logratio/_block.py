@@ -48,6 +48,10 @@ class BlockArrays(NamedTuple):
     neighbour_labels: Array | None  # (n, p)
     mask: Array | None  # (r, n) bool
     weights: Array | None  # (r,) per-anchor weights of the gradient (reduction="none")
+    # 0-d, the compute dtype: the options' ε and root_eps as values rather than constants, so
+    # a compiled step serves every ε (the options still decide which formula applies)
+    eps: Array
+    root_eps: Array
     dense: bool  # the neighbours are the whole batch: the anchor itself is excluded
     device: Any  # where new arrays are made (no device lookup inside the step)
 
@@ -103,7 +107,7 @@ def block_terms(xp: Namespace, opts: LossOptions, blk: BlockArrays, want_kernel:
     rounding noise, and the residual is zero off ``valid`` without masking it (``D`` and the
     label distance both read 0 there).
     """
-    eps = opts.eps
+    eps = blk.eps
     # D_ab + ε' up to rounding noise; pairs below the noise threshold, the anchor itself and
     # masked-out pairs have D = 0 and add no gradient (∇D = 2 (f_a − f_b) = 0 for duplicates,
     # whereas K·(f_a − f_b) evaluated as rowsum(K)·f_a − K·f would leave noise u·K_ab·‖f‖)
@@ -127,7 +131,7 @@ def block_terms(xp: Namespace, opts: LossOptions, blk: BlockArrays, want_kernel:
     else:
         # sqrt(‖f_a − f_b‖² + root_eps) on every pair of distinct rows (docs/design.md §6.1);
         # rounding noise reads as ‖f_a − f_b‖² = 0, so a copy has distance sqrt(root_eps)
-        dist = xp.where(valid, xp.sqrt(xp.where(keep, sq, 0.0) + opts.root_eps), 0.0)
+        dist = xp.where(valid, xp.sqrt(xp.where(keep, sq, 0.0) + blk.root_eps), 0.0)
         dpe = dist + eps
     del sq  # (r, n) temporaries are released as soon as they are used up: peak memory
     if blk.label_distances is not None:

@@ -16,7 +16,7 @@ one call of :func:`~logratio._block.block_step`, so the working memory is O(bloc
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -28,6 +28,8 @@ from ._validation import Array, Namespace
 from .distances import gram_noise_factor
 
 __all__ = [
+    "Operands",
+    "TermsFn",
     "anchor_tangents",
     "anchor_terms",
     "anchor_totals",
@@ -36,6 +38,7 @@ __all__ = [
     "finish_grad",
     "loss_and_grad",
     "loss_and_jvp",
+    "operands",
     "reduce_totals",
 ]
 
@@ -44,7 +47,7 @@ __all__ = [
 
 
 @dataclass(frozen=True)
-class _Operands:
+class Operands:
     """Per-call operands shared by every block: augmented features for one-product distances.
 
     ``left[a] · right[b] = ‖f_a‖² + ‖f_b‖² − 2 f_a·f_b + ε'`` (ε' = ε for squared distances,
@@ -61,9 +64,11 @@ class _Operands:
     rows: Array  # (B,) arange
     cols: Array  # (n,) the neighbours' row indices
     neighbours: Array  # (n, d) the neighbours' features
+    eps: Array  # 0-d: ε
+    root_eps: Array  # 0-d: root_eps
 
 
-def _operands(p: Problem) -> _Operands:
+def operands(p: Problem) -> Operands:
     xp, f, norms = p.xp, p.features, p.sq_norms
     dev = array_api_compat.device(f)
     ones = xp.ones((p.batch, 1), dtype=f.dtype, device=dev)
@@ -71,7 +76,7 @@ def _operands(p: Problem) -> _Operands:
     noise = gram_noise_factor(xp, f.shape[1], f.dtype)
     nb = slice(None) if p.neighbours is None else p.neighbours
     rows = xp.arange(p.batch, device=dev)
-    return _Operands(
+    return Operands(
         left=xp.concat([-2 * f, (norms + eps_sq)[:, None], ones], axis=1),
         right=xp.concat([f, ones, norms[:, None]], axis=1)[nb, ...],
         thr_row=noise * (norms + eps_sq) + eps_sq,
@@ -79,10 +84,16 @@ def _operands(p: Problem) -> _Operands:
         rows=rows,
         cols=rows[nb],
         neighbours=f[nb, ...],
+        eps=xp.asarray(p.options.eps, dtype=f.dtype, device=dev),
+        root_eps=xp.asarray(p.options.root_eps, dtype=f.dtype, device=dev),
     )
 
 
 # --------------------------------------------------------------------------- anchor blocks
+
+#: ``terms(p, *, want_grad, row_weights=None, step=None) -> (row_loss, row_count, grad)``:
+#: :func:`anchor_terms` or another loop over the same blocks
+TermsFn = Callable[..., tuple[Array, Array, "Array | None"]]
 
 
 class _Block(NamedTuple):
@@ -108,7 +119,7 @@ def _take(xp: Namespace, x: Array, rows: slice | Array) -> Array:
 
 
 def block_arrays(
-    p: Problem, ops: _Operands, rows: slice | Array, start: int, row_weights: Array | None
+    p: Problem, ops: Operands, rows: slice | Array, start: int, row_weights: Array | None
 ) -> BlockArrays:
     """The :class:`BlockArrays` of the anchors ``rows`` (the block beginning at anchor
     ``start``): views for a slice, gathers for index anchors."""
@@ -139,6 +150,8 @@ def block_arrays(
         neighbour_labels=nb_labels,
         mask=mask,
         weights=weights,
+        eps=ops.eps,
+        root_eps=ops.root_eps,
         dense=nb is None,
         device=array_api_compat.device(p.features),
     )
@@ -159,7 +172,7 @@ def anchor_terms(
     of the gradient goes to their rows, its neighbours' part to every neighbour.
     """
     xp, f = p.xp, p.features
-    ops = _operands(p)
+    ops = operands(p)
     step = block_step if step is None else step
     losses, counts, anchor_parts = [], [], []
     neighbour = scattered = None
@@ -213,7 +226,7 @@ def anchor_tangents(p: Problem, tangent: Array) -> tuple[Array, Array, Array]:
     if p.batch > 0:
         t = t - xp.mean(t, axis=0)
     ft = xp.sum(f * t, axis=1)
-    ops = _operands(p)
+    ops = operands(p)
     nb = slice(None) if p.neighbours is None else p.neighbours
     losses, counts, tangents = [], [], []
     for rows, start in _blocks(p):
@@ -268,16 +281,20 @@ def reduce_totals(xp: Namespace, reduction: str, total: Array, count: Array) -> 
     return total * scale, scale
 
 
-def anchor_totals(p: Problem, tangent: Array | None = None) -> tuple[Array, Array, Array | None]:
+def anchor_totals(
+    p: Problem, tangent: Array | None = None, *, terms: TermsFn | None = None
+) -> tuple[Array, Array, Array | None]:
     """``Σ_a S_a`` and ``Σ_a T_a`` over the anchors of ``p`` and, along ``tangent``, the
     derivative of ``Σ_a S_a``: the unreduced pieces of :func:`loss_and_jvp`.
 
     The total carries the non-finite guard; all three are 0-d in the compute dtype.  For a
     shard of anchors against a gathered batch (docs/design.md §6.2) the caller sums them
-    over the shards and reduces with :func:`reduce_totals`.
+    over the shards and reduces with :func:`reduce_totals`.  ``terms``: as in
+    :func:`loss_and_grad`.
     """
     xp = p.xp
-    row_loss, row_count, grad = anchor_terms(p, want_grad=tangent is not None)
+    run = anchor_terms if terms is None else terms
+    row_loss, row_count, grad = run(p, want_grad=tangent is not None)
     total = xp.sum(row_loss) + p.nonfinite
     if grad is None:
         return total, xp.sum(row_count), None
@@ -302,17 +319,18 @@ def loss_and_grad(
     want_grad: bool = True,
     row_weights: Array | None = None,
     step: StepFn | None = None,
+    terms: TermsFn | None = None,
 ) -> tuple[Array, Array | None]:
     """The loss of ``p`` and, with ``want_grad``, its gradient in the embeddings' dtype.
 
     The loss is in the compute dtype (float32 for half precision).  For ``reduction="none"``
     the gradient is that of ``Σ_a w_a S_a`` (``row_weights`` w, default ones): the
     vector-Jacobian product of the per-anchor losses.  ``step`` replaces
-    :func:`~logratio._block.block_step` (a compiled version of it).
+    :func:`~logratio._block.block_step` (a compiled version of it); ``terms`` replaces
+    :func:`anchor_terms`, the loop over the blocks (JAX: a ``lax.scan``).
     """
-    row_loss, row_count, grad = anchor_terms(
-        p, want_grad=want_grad, row_weights=row_weights, step=step
-    )
+    run = anchor_terms if terms is None else terms
+    row_loss, row_count, grad = run(p, want_grad=want_grad, row_weights=row_weights, step=step)
     loss, scale = _reduce(p, row_loss, row_count)
     loss = loss + p.nonfinite
     if grad is not None:
@@ -320,7 +338,9 @@ def loss_and_grad(
     return loss, grad
 
 
-def loss_and_jvp(p: Problem, tangent: Array) -> tuple[Array, Array]:
+def loss_and_jvp(
+    p: Problem, tangent: Array, *, terms: TermsFn | None = None
+) -> tuple[Array, Array]:
     """The loss of ``p`` and its derivative along ``tangent`` (B, d), in the compute dtype.
 
     For ``"mean"`` / ``"sum"`` the derivative is ``⟨∇_F L, T⟩`` from the closed-form gradient;
@@ -329,7 +349,8 @@ def loss_and_jvp(p: Problem, tangent: Array) -> tuple[Array, Array]:
     if p.options.reduction == "none":
         row_loss, _, row_tangent = anchor_tangents(p, tangent + p.nonfinite)
         return row_loss + p.nonfinite, row_tangent
-    row_loss, row_count, grad = anchor_terms(p, want_grad=True)
+    run = anchor_terms if terms is None else terms
+    row_loss, row_count, grad = run(p, want_grad=True)
     loss, scale = _reduce(p, row_loss, row_count)
     t = tangent if tangent.dtype == grad.dtype else p.xp.astype(tangent, grad.dtype)
     # the guard inside the product: JAX's transpose of this rule (its gradient) keeps it

@@ -130,8 +130,11 @@ def default_block_size(batch: int) -> int:
     return max(1, min(batch, max(DEFAULT_BLOCK_ELEMENTS // max(batch, 1), MIN_BLOCK_ROWS)))
 
 
-def make_problem(inputs: Inputs, options: LossOptions) -> Problem:
-    """The :class:`Problem` of checked ``inputs``: centred features in the compute dtype."""
+def make_problem(inputs: Inputs, options: LossOptions, default_block: int | None = None) -> Problem:
+    """The :class:`Problem` of checked ``inputs``: centred features in the compute dtype.
+
+    ``default_block``: the block size when the options give none (an adapter's choice for
+    its device); else :func:`default_block_size`."""
     embeddings = inputs.embeddings
     xp = v.namespace(embeddings)
     dtype = v.compute_dtype(xp, embeddings)
@@ -139,7 +142,9 @@ def make_problem(inputs: Inputs, options: LossOptions) -> Problem:
     batch = f.shape[0]
     if batch > 0:  # the mean of no rows would warn and be NaN
         f = f - _grid_mean(xp, f)
-    block = options.block_size if options.block_size is not None else default_block_size(batch)
+    block = options.block_size
+    if block is None:
+        block = default_block if default_block is not None else default_block_size(batch)
     sq_norms = xp.sum(f * f, axis=1)
     # the rounding-noise rule would read a NaN pair as a duplicate (no loss, no gradient):
     # the non-finite rows poison the result instead, at the cost of one pass over B norms
@@ -162,12 +167,14 @@ def make_problem(inputs: Inputs, options: LossOptions) -> Problem:
     )
 
 
-def prepare(*arrays: Any, options: LossOptions | None = None) -> Problem:
+def prepare(
+    *arrays: Any, options: LossOptions | None = None, default_block: int | None = None
+) -> Problem:
     """:func:`check_inputs` of ``(embeddings, labels, label_distances, anchors, mask)`` (the
     missing trailing ones None), then :func:`make_problem` (default options when None)."""
     options = LossOptions() if options is None else options
     inputs = check_inputs(*arrays, *(None,) * (5 - len(arrays)), options.num_queries)
-    return make_problem(inputs, options)
+    return make_problem(inputs, options, default_block)
 
 
 def _grid_mean(xp: Namespace, f: Array) -> Array:

@@ -52,6 +52,7 @@ def log_ratio_loss(
     ties: str = "include",
     reduction: str = "mean",
     block_size: int | None = None,
+    compile: bool | None = None,
     axis_name: str | None = None,
 ) -> Array:
     """Dense log-ratio loss over every triplet of the batch (Kim et al., CVPR 2019, Eq. 4).
@@ -84,7 +85,10 @@ def log_ratio_loss(
       reduction: ``"mean"`` over counted triplets, ``"sum"``, or ``"none"``: per-anchor sums
         of shape (number of anchors,).
       block_size: anchors per block; memory is O(block_size · B).  Default: about 2²¹ / B, at
-        least 256.
+        least 256 (on CUDA: as many as the free memory comfortably holds).
+      compile: PyTorch only: the core's block kernel compiled with inductor (the default,
+        unless the environment variable ``LOGRATIO_COMPILE=0``) or, with ``False``, run
+        eagerly; the results are the same (docs/design.md §4).
       axis_name: JAX only: inside ``jax.shard_map`` or ``jax.pmap`` over this mapped axis,
         ``embeddings`` and ``labels`` are this device's shard of a global batch (the shards
         in axis order) and the loss is that of the global batch (docs/design.md §6.2):
@@ -112,7 +116,7 @@ def log_ratio_loss(
     """
     options = LossOptions(
         squared=squared, label_metric=label_metric, eps=eps, root_eps=root_eps, ties=ties,
-        reduction=reduction, block_size=block_size,
+        reduction=reduction, block_size=block_size, compile=compile,
     )  # fmt: skip
     return _call("loss", embeddings, labels, label_distances, anchors, mask, options, axis_name)
 
@@ -126,7 +130,7 @@ def log_ratio_loss_and_grad(
     The gradient (docs/design.md §1.2) has the embeddings' shape, dtype, namespace and device;
     no autograd graph is recorded.  With ``reduction="none"`` it is the gradient of the sum
     of the per-anchor losses.  Arguments and keyword options (``squared``, ``label_metric``,
-    ``eps``, ``root_eps``, ``ties``, ``reduction``, ``block_size``) as in
+    ``eps``, ``root_eps``, ``ties``, ``reduction``, ``block_size``, ``compile``) as in
     :func:`log_ratio_loss`.  With ``axis_name`` (JAX, inside ``shard_map`` / ``pmap``) the
     gradient is that of the global loss with respect to this device's shard: the
     all-gather's transpose, a ``psum_scatter``.  Cost: one more B×B×d matrix product than
@@ -157,7 +161,7 @@ def reference_log_ratio_loss(
       anchors: a subset of the queries (an int, indices or a boolean mask of shape (Q,)).
       mask: (Q, N) boolean, the (query, reference) pairs allowed.
       options: as in :func:`log_ratio_loss` (``squared``, ``label_metric``, ``eps``,
-        ``root_eps``, ``ties``, ``reduction``, ``block_size``).
+        ``root_eps``, ``ties``, ``reduction``, ``block_size``, ``compile``).
 
     Returns:
       The loss; differentiable with respect to both ``queries`` and ``reference`` under

@@ -47,6 +47,9 @@ class LossOptions:
         neighbour of the others); an int Q when the first Q rows are queries (the anchors)
         and the others a reference set (the neighbours): the loss of
         :func:`logratio.reference_log_ratio_loss`.
+      compile: PyTorch only: run the core's block kernel compiled with inductor
+        (:mod:`logratio.backends._torch_engine`).  ``None``: on, unless the environment
+        variable ``LOGRATIO_COMPILE=0``; ``False``: the eager core.  Results are the same.
 
     Equal options compare and hash equal, so a compiled function is reused across calls.
     """
@@ -59,6 +62,7 @@ class LossOptions:
     reduction: Reduction = "mean"
     block_size: int | None = None
     num_queries: int | None = None
+    compile: bool | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.squared, bool):
@@ -74,6 +78,8 @@ class LossOptions:
         v.choice("ties", self.ties, v.TIES)
         v.choice("reduction", self.reduction, v.REDUCTIONS)
         _set(self, "block_size", v.optional_block_size(self.block_size))
+        if self.compile is not None and not isinstance(self.compile, bool):
+            raise TypeError(f"compile must be None or a bool; got {self.compile!r}")
         if self.num_queries is not None:
             q = self.num_queries
             if isinstance(q, bool) or not isinstance(q, int) or q < 0:

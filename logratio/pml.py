@@ -48,7 +48,8 @@ class LogRatioLoss(BaseMetricLossFunction):
       label_metric: how labels are compared: ``"euclidean"`` (default), ``"sqeuclidean"``,
         ``"cityblock"`` or a callable ``metric(labels_a, labels_b) -> (len(a), len(b))``
         tensor of non-negative distances.
-      ties, eps, root_eps, block_size: the options of :func:`logratio.log_ratio_loss`.
+      ties, eps, root_eps, block_size, compile: the options of
+        :func:`logratio.log_ratio_loss`.
         ``ties`` and ``block_size`` concern the dense loss (without ``indices_tuple``).
       reduction: ``"mean"`` (default) over the counted triplets, or ``"sum"``: the loss
         reduces itself and reports ``reduction_type="already_reduced"``, which every PML
@@ -93,6 +94,7 @@ class LogRatioLoss(BaseMetricLossFunction):
         root_eps: float = 0.0,
         reduction: str = "mean",
         block_size: int | None = None,
+        compile: bool | None = None,
         **kwargs: Any,
     ) -> None:
         if "squared" in kwargs:
@@ -112,7 +114,7 @@ class LogRatioLoss(BaseMetricLossFunction):
             )
         self.options = LossOptions(
             squared=squared, label_metric=label_metric, eps=eps, root_eps=root_eps, ties=ties,
-            reduction=reduction, block_size=block_size,
+            reduction=reduction, block_size=block_size, compile=compile,
         )  # fmt: skip
 
     def get_default_distance(self) -> LpDistance:
@@ -178,7 +180,7 @@ class LogRatioLoss(BaseMetricLossFunction):
         kw = {
             "squared": o.squared, "label_metric": o.label_metric, "eps": o.eps,
             "root_eps": o.root_eps, "ties": o.ties, "reduction": o.reduction,
-            "block_size": o.block_size,
+            "block_size": o.block_size, "compile": o.compile,
         }  # fmt: skip
         if ref_emb is None:
             losses = log_ratio_loss(embeddings, labels, **kw)

@@ -68,9 +68,7 @@ def gradient(embeddings, label_distances, *, reduction: str = "mean", **options)
     return loss_and_grad(embeddings, dl, reduction=reduction, **options)[1]
 
 
-def gradient_terms_scale(
-    case, f, reduction: str = "mean", *, magnitudes: bool = False
-) -> float:
+def gradient_terms_scale(case, f, reduction: str = "mean", *, magnitudes: bool = False) -> float:
     """The largest component of the per-triplet gradient terms summed in absolute value:
     the scale of the rounding in any evaluation of a gradient component (``case``: a
     :class:`strategies.LossCase`, ``f`` its embeddings).  With ``magnitudes``, each term's

@@ -148,7 +148,10 @@ def test_value_and_gradient_match_reference(xp, dtype):
             kw = case.replace(reduction=reduction).loss_kwargs(convert=converter(xp, how))
             alone = logratio.log_ratio_loss(f, **kw)
             with_grad = xp.to_numpy(logratio.log_ratio_loss_and_grad(f, **kw)[0])
-            assert_close(alone, with_grad, rtol=1e-12, atol=1e-300, backend=xp, dtype=dtype)
+            # the same formula; a compiler (XLA, inductor) may fuse the two programs
+            # differently: a few units of rounding apart in float32
+            same = 1e-12 if dtype == "float64" else 8 * 2.0**-24
+            assert_close(alone, with_grad, rtol=same, atol=1e-300, backend=xp, dtype=dtype)
 
     run()
 

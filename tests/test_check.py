@@ -263,7 +263,7 @@ def test_cli_check_requested_backend_that_cannot_be_had_fails(capsys, monkeypatc
 
 
 def test_check_without_backend_keeps_missing_ones_as_notes(capsys, monkeypatch):
-    for name in ("torch", "jax", "cupy", "array_api_strict"):
+    for name in ("torch", "torch-eager", "jax", "cupy", "array_api_strict"):
         monkeypatch.setitem(backends._FACTORIES, name, _unavailable)
     assert cli.main(["check"]) == 0
     out = capsys.readouterr().out

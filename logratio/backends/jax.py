@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 
 from .. import _dense
+from .._block import block_step
 from .._problem import Inputs, check_inputs, make_problem
 from ..options import LossOptions
 
@@ -42,6 +43,48 @@ __all__ = ["MAPPED_AXES", "loss", "loss_and_grad"]
 
 #: ``axis_name=`` is supported: the loss of a global batch sharded over a mapped axis
 MAPPED_AXES = True
+
+
+def _scanned_terms(p, *, want_grad=False, row_weights=None, step=None):
+    """:func:`logratio._dense.anchor_terms` with the blocks in one ``jax.lax.scan``.
+
+    A Python loop over the blocks would unroll into the traced program: its size (and its
+    compile time) would grow with B / block, and XLA, free to schedule the unrolled blocks
+    in any order, may keep several blocks' (r, n) temporaries alive at once (the O(B²)
+    memory measured under ``grad``).  The scan traces one block body and runs the blocks
+    in turn; the anchors are padded to whole blocks with row 0 at weight 0, and the padded
+    rows' losses are dropped.  Each block is :func:`logratio._block.block_step`, the core's
+    own kernel; only the assembly (a scatter-add of the anchors' rows) is JAX's.
+    """
+    m, size = p.num_anchors, p.block_size
+    if m <= size:  # one block: nothing to loop over
+        return _dense.anchor_terms(p, want_grad=want_grad, row_weights=row_weights)
+    f, dtype = p.features, p.features.dtype
+    ops = _dense.operands(p)
+    n_blocks = -(-m // size)
+    pad = n_blocks * size - m
+    if p.anchors is None or isinstance(p.anchors, range):
+        first = 0 if p.anchors is None else p.anchors.start
+        idx = jnp.arange(first, first + m)
+    else:
+        idx = p.anchors
+    idx = jnp.concatenate([idx, jnp.zeros((pad,), idx.dtype)]).reshape(n_blocks, size)
+    weights = jnp.ones((m,), dtype) if row_weights is None else row_weights.astype(dtype)
+    weights = jnp.concatenate([weights, jnp.zeros((pad,), dtype)]).reshape(n_blocks, size)
+    first_neighbour = 0 if p.neighbours is None else p.neighbours.start
+
+    def body(grad, block):
+        rows, w = block
+        blk = _dense.block_arrays(p, ops, rows, 0, None)
+        out = block_step(jnp, p.options, blk._replace(weights=w if want_grad else None), want_grad)
+        if want_grad:
+            grad = grad.at[rows].add(out.anchor_grad)
+            grad = grad.at[first_neighbour:].add(out.neighbour_grad)
+        return grad, (out.row_loss, out.row_count)
+
+    grad0 = jnp.zeros_like(f) if want_grad else jnp.zeros((), dtype)
+    grad, (losses, counts) = jax.lax.scan(body, grad0, (idx, weights))
+    return losses.reshape(-1)[:m], counts.reshape(-1)[:m], grad if want_grad else None
 
 
 def _full_precision():
@@ -53,18 +96,20 @@ def _full_precision():
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
 def _loss(options: LossOptions, *arrays):
     with _full_precision():
-        return _dense.loss_and_grad(make_problem(Inputs(*arrays), options), want_grad=False)[0]
+        p = make_problem(Inputs(*arrays), options)
+        return _dense.loss_and_grad(p, want_grad=False, terms=_scanned_terms)[0]
 
 
 @_loss.defjvp
 def _loss_jvp(options: LossOptions, primals, tangents):
     with _full_precision():
-        return _dense.loss_and_jvp(make_problem(Inputs(*primals), options), tangents[0])
+        p = make_problem(Inputs(*primals), options)
+        return _dense.loss_and_jvp(p, tangents[0], terms=_scanned_terms)
 
 
 def _loss_and_grad(options: LossOptions, *arrays):
     with _full_precision():
-        return _dense.loss_and_grad(make_problem(Inputs(*arrays), options))
+        return _dense.loss_and_grad(make_problem(Inputs(*arrays), options), terms=_scanned_terms)
 
 
 # Compiled once per (options, shapes, dtypes): an eager call then costs one XLA computation,
@@ -176,7 +221,8 @@ def _gathered(local: Inputs, axis_name: Any) -> Inputs:
 def _totals(options: LossOptions, *arrays):
     """``(Σ_a S_a, Σ_a T_a)`` over the anchors of ``arrays``, differentiable in the first."""
     with _full_precision():
-        total, count, _ = _dense.anchor_totals(make_problem(Inputs(*arrays), options))
+        p = make_problem(Inputs(*arrays), options)
+        total, count, _ = _dense.anchor_totals(p, terms=_scanned_terms)
         return total, count
 
 
@@ -184,7 +230,7 @@ def _totals(options: LossOptions, *arrays):
 def _totals_jvp(options: LossOptions, primals, tangents):
     with _full_precision():
         p = make_problem(Inputs(*primals), options)
-        total, count, d_total = _dense.anchor_totals(p, tangents[0])
+        total, count, d_total = _dense.anchor_totals(p, tangents[0], terms=_scanned_terms)
         return (total, count), (d_total, jnp.zeros_like(count))
 
 
@@ -200,7 +246,7 @@ def _sharded_loss(options: LossOptions, axis_name: Any, *arrays):
 def _sharded_loss_and_grad(options: LossOptions, axis_name: Any, *arrays):
     with _full_precision():
         p = make_problem(Inputs(*arrays), options)
-        row_loss, row_count, grad = _dense.anchor_terms(p, want_grad=True)
+        row_loss, row_count, grad = _scanned_terms(p, want_grad=True)
         if options.reduction == "none":
             value, scale = row_loss + p.nonfinite, None
         else:

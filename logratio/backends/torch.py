@@ -36,6 +36,7 @@ from .. import _validation as v
 from .._problem import prepare
 from ..distances import direct_distances
 from ..options import LossOptions
+from . import _torch_engine as _engine
 
 __all__ = ["LogRatioLoss", "loss", "loss_and_grad"]
 
@@ -58,6 +59,7 @@ def _loss_and_grad_op(
     reduction: str,
     block_size: int | None,
     num_queries: int | None,
+    compile: bool | None,
     want_grad: bool,
     row_weights: torch.Tensor | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -65,13 +67,20 @@ def _loss_and_grad_op(
 
     The options arrive unpacked (:meth:`LossOptions.schema`); the gradient has the embeddings'
     dtype, and is an empty tensor without ``want_grad``.  ``row_weights`` (m,) are the
-    upstream weights of ``reduction="none"``.
+    upstream weights of ``reduction="none"``.  Each block of anchors runs through the engine
+    (:mod:`logratio.backends._torch_engine`) unless it is switched off.
     """
     options = LossOptions.from_schema(
-        squared, label_metric, eps, root_eps, ties, reduction, block_size, num_queries
+        squared, label_metric, eps, root_eps, ties, reduction, block_size, num_queries, compile
     )
-    p = prepare(embeddings, labels, label_distances, anchors, mask, options=options)
-    loss, grad = _dense.loss_and_grad(p, want_grad=want_grad, row_weights=row_weights)
+    batch = embeddings.shape[0] if embeddings.ndim == 2 else 0  # else: refused by prepare
+    itemsize = 8 if embeddings.dtype == torch.float64 else 4  # the compute dtype's
+    block = _engine.block_size_for(embeddings.device, batch, itemsize)
+    p = prepare(
+        embeddings, labels, label_distances, anchors, mask, options=options, default_block=block
+    )
+    step = _engine.run_step if _engine.enabled(options, embeddings.device) else None
+    loss, grad = _dense.loss_and_grad(p, want_grad=want_grad, row_weights=row_weights, step=step)
     if grad is None:
         grad = embeddings.new_empty((0,))
     if reduction == "none" and loss._base is not None:  # outputs may not be views
@@ -82,7 +91,7 @@ def _loss_and_grad_op(
 @_loss_and_grad_op.register_fake
 def _loss_and_grad_fake(
     embeddings, labels, label_distances, anchors, mask, squared, label_metric, eps, root_eps,
-    ties, reduction, block_size, num_queries, want_grad, row_weights,
+    ties, reduction, block_size, num_queries, compile, want_grad, row_weights,
 ):  # fmt: skip
     dtype = torch.float32 if embeddings.dtype in (torch.float16, torch.bfloat16) else None
     if reduction != "none":

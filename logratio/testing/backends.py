@@ -11,8 +11,10 @@ only when a backend is built: ``import logratio.testing.backends`` imports none 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib
 import importlib.util
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,7 +24,9 @@ import numpy as np
 __all__ = ["NAMES", "Backend", "BackendUnavailable", "discover", "get"]
 
 #: Every backend this registry knows, in the order checks and tests list them.
-NAMES = ("numpy", "array_api_strict", "torch", "jax", "cupy")
+#: ``torch-eager`` is PyTorch with its compiled engine switched off (``LOGRATIO_COMPILE=0``
+#: inside :attr:`Backend.context`): the eager core, for comparison with the default.
+NAMES = ("numpy", "array_api_strict", "torch", "torch-eager", "jax", "cupy")
 
 
 class BackendUnavailable(RuntimeError):
@@ -43,7 +47,8 @@ class Backend:
     synchronize: Callable[[Any], Any] = field(default=lambda x: x)  # wait for x, return it
     #: autodiff ``(scalar function of the embeddings, embeddings) -> gradient``, if any
     grad: Callable[[Callable[[Any], Any], Any], Any] | None = None
-    #: a context in which float64 works (JAX: x64 enabled)
+    #: a context in which float64 works (JAX: x64 enabled) and the backend's switches hold
+    #: (torch-eager: the compiled engine off)
     context: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
     compile: Callable[[Callable], Callable] = field(default=lambda fun: fun)  # JAX: jax.jit
     #: ``fun`` over the first axis of ``xs`` (JAX: jax.vmap; else a loop)
@@ -184,9 +189,30 @@ def _torch() -> list[Backend]:
                 is_native=lambda x: isinstance(x, torch.Tensor),
                 synchronize=synchronize,
                 grad=grad,
+                cost=3,  # the engine compiles its kernel for each new formula
             )
         )
     return out
+
+
+@contextlib.contextmanager
+def _engine_off() -> Any:
+    """``LOGRATIO_COMPILE=0`` for the duration (the PyTorch engine reads it on every call)."""
+    old = os.environ.get("LOGRATIO_COMPILE")
+    os.environ["LOGRATIO_COMPILE"] = "0"
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ["LOGRATIO_COMPILE"]
+        else:
+            os.environ["LOGRATIO_COMPILE"] = old
+
+
+def _torch_eager() -> list[Backend]:
+    return [
+        dataclasses.replace(b, name="torch-eager", context=_engine_off, cost=1) for b in _torch()
+    ]
 
 
 def _jax() -> list[Backend]:
@@ -280,6 +306,7 @@ _FACTORIES: dict[str, Callable[[], list[Backend]]] = {
     "numpy": _numpy,
     "array_api_strict": _array_api_strict,
     "torch": _torch,
+    "torch-eager": _torch_eager,
     "jax": _jax,
     "cupy": _cupy,
 }

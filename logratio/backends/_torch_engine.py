@@ -1,0 +1,200 @@
+"""The PyTorch engine: the core's block kernel compiled with inductor.
+
+The dense loss spends its time in (block, B) elementwise passes between three matrix products
+(docs/design.md §4).  Eager PyTorch runs each pass as its own kernel over memory;
+``torch.compile`` (inductor: C++/OpenMP on the CPU, Triton on CUDA) fuses them.  The engine
+compiles exactly one function, :func:`logratio._block.block_step` (the core's own code: no
+mathematics is written again), and the custom op's implementation calls it once per block of
+anchors.  The loop over blocks, the argument checks and the assembly of the gradient stay
+eager: they are O(B·d) and depend on values and Python ints that would otherwise be baked
+into the compiled graph.
+
+One compiled function is kept per *key*: (device type, dtype, options, want_grad and which
+of the block's optional arrays are present).  Each key gets its own copy of the function's
+code object, so Dynamo's per-code cache (and its recompile limit) holds that key's graphs
+only; shapes are dynamic (``dynamic=True``), so a new batch size or the shorter last block
+does not recompile (sizes 0 and 1 are specialised, as Dynamo always does).
+
+``compile=False`` (a :class:`~logratio.options.LossOptions` field, hence a keyword of
+``LogRatioLoss`` and ``log_ratio_loss``) or the environment variable ``LOGRATIO_COMPILE=0``
+turn the engine off.  If compiling fails (no C++ compiler, an unsupported platform or
+device), the engine warns once, remembers the failure for that key and runs the eager core:
+results are the same, only slower.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import types
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.fx.experimental._config as _shape_config
+
+from .._block import BlockArrays, Step, block_step
+from ..options import LossOptions
+
+__all__ = [
+    "CUDA_MEMORY_FRACTION",
+    "ENV_VAR",
+    "CompileFallbackWarning",
+    "block_size_for",
+    "cuda_rows",
+    "enabled",
+    "reset",
+    "run_step",
+]
+
+#: ``LOGRATIO_COMPILE=0`` turns the engine off for the process (``1``, the default: on).
+ENV_VAR = "LOGRATIO_COMPILE"
+
+
+# Dynamo notes every lru_cache it traces through; array_api_compat's type checks are cached
+# pure functions of a type (safe to trace), and the note would reach every user's first call
+warnings.filterwarnings(
+    "ignore",
+    message=r"Dynamo detected a call to a `functools.lru_cache`-wrapped function at '_helpers",
+    category=UserWarning,
+)
+
+
+class CompileFallbackWarning(RuntimeWarning):
+    """The engine could not compile the core and runs it eagerly (the same results)."""
+
+
+def enabled(options: LossOptions, device: torch.device) -> bool:
+    """Whether calls with ``options`` on ``device`` go through the compiled kernel.
+
+    ``options.compile`` decides when given; otherwise ``LOGRATIO_COMPILE`` (read on every
+    call, so a test or a script can switch it), on by default for CPU and CUDA tensors.
+    """
+    if options.compile is not None:
+        return options.compile
+    if os.environ.get(ENV_VAR, "1").strip().lower() in {"0", "false", "off", "no"}:
+        return False
+    return device.type in {"cpu", "cuda"}
+
+
+#: On a CUDA device the default block is as many anchor rows as this fraction of the free
+#: memory holds, at about ``BLOCK_TEMPORARIES`` (block, B) arrays alive at once (a fused
+#: kernel keeps fewer; the eager one about a dozen).  Large blocks are what a GPU needs:
+#: each block costs a few kernel launches whatever its size.
+CUDA_MEMORY_FRACTION = 0.25
+BLOCK_TEMPORARIES = 12
+
+
+def block_size_for(device: torch.device, batch: int, itemsize: int) -> int | None:
+    """The default block size on ``device``: None (the core's, cache-sized) on a CPU; on
+    CUDA, the rows of (block, B) temporaries that fit ``CUDA_MEMORY_FRACTION`` of the free
+    memory, at least the CPU default and at most the batch."""
+    if device.type != "cuda" or batch == 0:
+        return None
+    free, _ = torch.cuda.mem_get_info(device)
+    return cuda_rows(free, batch, itemsize)
+
+
+def cuda_rows(free_bytes: int, batch: int, itemsize: int) -> int:
+    """``block_size_for`` given the free bytes (a pure function, tested without a GPU)."""
+    from .._problem import default_block_size
+
+    rows = int(CUDA_MEMORY_FRACTION * free_bytes) // (BLOCK_TEMPORARIES * itemsize * batch)
+    return max(default_block_size(batch), min(batch, rows))
+
+
+# one compiled function per key; None where compiling failed
+_compiled: dict[tuple[Any, ...], Callable[..., Step] | None] = {}
+
+
+_warned = False
+
+
+def reset() -> None:
+    """Forget every compiled function and failure, and warn again (tests)."""
+    global _warned
+    _compiled.clear()
+    _warned = False
+
+
+def run_step(xp: Any, options: LossOptions, blk: BlockArrays, want_grad: bool) -> Step:
+    """:func:`~logratio._block.block_step`, compiled for this block's key (the eager step
+    if compiling that key failed)."""
+    key = _key(options, blk, want_grad)
+    fn = _compiled.get(key, _MISSING)
+    if fn is _MISSING:
+        fn = _compiled[key] = _compile(key)
+    if fn is not None:
+        try:
+            # no duck sizing: a block whose rows and columns happen to be equal in number
+            # (a single block) must not tie the two sizes in the graph
+            with _shape_config.patch(use_duck_shape=False):
+                return fn(xp, _formula(options), blk, want_grad)
+        except Exception as err:
+            _compiled[key] = None
+            _warn(type(err).__name__, str(err).splitlines()[0] if str(err) else "")
+    return block_step(xp, options, blk, want_grad)
+
+
+_MISSING: Any = object()
+
+
+def _formula(options: LossOptions) -> LossOptions:
+    """Options that differ only in what the step does not read (values it takes from the
+    block, the reduction, block size) map to one object: one set of Dynamo guards."""
+    return _canonical(options.squared, options.root_eps > 0, options.label_metric, options.ties)
+
+
+@functools.lru_cache(maxsize=64)
+def _canonical(squared: bool, root: bool, label_metric: Any, ties: str) -> LossOptions:
+    return LossOptions(
+        squared=squared, label_metric=label_metric, root_eps=1.0 if root else 0.0, ties=ties
+    )
+
+
+def _key(options: LossOptions, blk: BlockArrays, want_grad: bool) -> tuple[Any, ...]:
+    """What a compiled graph depends on besides shapes: the options that choose a formula
+    (ε and root_eps are arrays of the block, the reduction and block size are not read by
+    the step), the device, dtype, which optional arrays the block has."""
+    present = tuple(
+        getattr(blk, name) is not None for name in ("label_distances", "labels", "mask", "weights")
+    )
+    dev = blk.left.device
+    return (
+        options.squared,
+        options.root_eps > 0,
+        options.label_metric,
+        options.ties,
+        dev.type,
+        blk.left.dtype,
+        present,
+        blk.dense,
+        want_grad,
+    )
+
+
+def _compile(key: tuple[Any, ...]) -> Callable[..., Step]:
+    """A fresh copy of ``block_step`` (its own code object: its own Dynamo cache), compiled
+    with inductor and dynamic shapes.  Compilation itself happens at the first call."""
+    device_type, dtype = key[4], key[5]
+    name = f"block_step_{device_type}_{str(dtype).removeprefix('torch.')}_{len(_compiled)}"
+    code = block_step.__code__.replace(co_name=name, co_qualname=name)
+    fn = types.FunctionType(code, block_step.__globals__, name, block_step.__defaults__)
+    fn.__kwdefaults__ = block_step.__kwdefaults__
+    return torch.compile(fn, dynamic=True, fullgraph=True)
+
+
+def _warn(kind: str, message: str) -> None:
+    """One warning per process: the first failure says why; later ones are silent."""
+    global _warned
+    if _warned:
+        return
+    _warned = True
+    warnings.warn(
+        f"logratio could not compile its kernel ({kind}: {message}); running the eager core "
+        f"instead (same results, slower). Set {ENV_VAR}=0 or pass compile=False to skip "
+        "the attempt.",
+        CompileFallbackWarning,
+        stacklevel=4,
+    )
