@@ -88,13 +88,14 @@ def evaluate_targets(
         3,
         True,
     )
-    work = peak.get(("torch", TARGET_BATCH))
-    add(
-        f"torch working set at B={TARGET_BATCH}, GiB (< 3)",
-        None if work is None else work / GiB,
-        3,
-        True,
-    )
+    for name in ("torch", "jax"):
+        work = peak.get((name, TARGET_BATCH))
+        add(
+            f"{name} working set at B={TARGET_BATCH}, GiB (< 3)",
+            None if work is None else work / GiB,
+            3,
+            True,
+        )
     for b in (2048, 4096):
         a, c = peak.get(("torch-autograd", b)), peak.get(("torch", b))
         add(
@@ -177,6 +178,23 @@ def markdown(result: dict[str, Any]) -> str:
         *_table(names, rows),
         "",
     ]
+    first = {}
+    for t in sorted(timings, key=lambda t: t["batch"]):
+        if t.get("first_s") is not None and t["name"] not in first:
+            first[t["name"]] = (t["batch"], t["first_s"], t.get("median_s"))
+    if first:
+        out += [
+            "First call of each configuration's process (imports, compilation, allocations)"
+            " against the steady state at the same B:",
+            "",
+            "| configuration | B | first call | steady state |",
+            "|---|---|---|---|",
+            *(
+                f"| {n} | {b} | {fmt_time(f)} | {fmt_time(m) if m else '—'} |"
+                for n, (b, f, m) in first.items()
+            ),
+            "",
+        ]
     mem = [m for m in result["memory"] if "rss_delta_bytes" in m or "device_peak_bytes" in m]
     if mem:
         mnames = [n for n in DESCRIPTIONS if any(m["name"] == n for m in mem)]
@@ -284,6 +302,10 @@ def write(result: dict[str, Any], folder: Path, stem: str, *, json_too: bool = T
 
 
 def replot(results_json: Path, folder: Path | None = None) -> None:
-    """Redraw the table and the plot of a results file, next to it or into ``folder``."""
+    """Redraw the table and the plot of a results file, next to it or into ``folder``; the
+    targets are evaluated again from its records (the current targets of this file)."""
     result = json.loads(results_json.read_text())
+    result["targets"] = evaluate_targets(
+        result["time"], result["memory"], result.get("memory_default_allocator", [])
+    )
     write(result, folder or results_json.parent, results_json.stem, json_too=False)
