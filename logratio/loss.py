@@ -65,7 +65,10 @@ def log_ratio_loss(
       labels: (B,) or (B, p) continuous labels; their distances use ``label_metric``.
       label_distances: (B, B) non-negative label distances, instead of ``labels``.
       anchors: ``None`` (every row is an anchor), an int (``0``: the paper's mini-batch),
-        an index array or a boolean mask of shape (B,).
+        an index array or a boolean mask of shape (B,).  Indices follow Python's rules: a
+        negative index counts from the end (``-1`` is the last row); a repeated index makes
+        its row an anchor as many times (its loss and its triplets counted each time, as
+        for a weighted anchor); out-of-range indices are an error.
       mask: (B, B) boolean, the (anchor, neighbour) pairs that may form triplets.
       squared: squared Euclidean embedding distances (the paper) or Euclidean (the
         authors' released code).

@@ -329,3 +329,23 @@ def test_assert_matches_reference_rejects_an_unknown_reduction():
 
     with pytest.raises(AssertionError, match="reduction"):
         assert_matches_reference(loose, options={"reduction": "avg"}, max_examples=3)
+
+
+def test_negative_and_repeated_anchor_indices_as_documented():
+    """A negative anchor index counts from the end; a repeated one counts its anchor (loss
+    and triplets) as many times: checked against the loop reference's per-anchor sums."""
+    import reference
+
+    rng = np.random.default_rng(5)
+    f = rng.standard_normal((7, 3))
+    y = rng.integers(0, 4, size=7).astype(float)
+    dl = np.abs(y[:, None] - y[None, :])
+    per_anchor = [reference.loss(f, dl, anchors=[a], reduction="sum") for a in range(7)]
+    last = logratio.log_ratio_loss(f, y, anchors=-1, reduction="sum")
+    assert last == pytest.approx(per_anchor[6], rel=1e-12)
+    rows = logratio.log_ratio_loss(f, y, anchors=[2, 2, -3], reduction="none")
+    np.testing.assert_allclose(rows, [per_anchor[2], per_anchor[2], per_anchor[4]], rtol=1e-12)
+    twice = logratio.log_ratio_loss(f, y, anchors=[2, 2, 5], reduction="mean")
+    count = [len(reference.triplets(dl, anchors=[a])) for a in (2, 2, 5)]
+    want = (2 * per_anchor[2] + per_anchor[5]) / sum(count)
+    assert twice == pytest.approx(want, rel=1e-12)

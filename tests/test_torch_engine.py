@@ -196,7 +196,8 @@ def test_cuda_default_block_fills_a_fraction_of_free_memory():
     from logratio._problem import default_block_size
 
     gib = 1 << 30
-    assert engine.cuda_rows(80 * gib, 16384, 4) == int(0.25 * 80 * gib) // (12 * 4 * 16384)
+    assert engine.cuda_rows(8 * gib, 16384, 4) == int(0.25 * 8 * gib) // (12 * 4 * 16384)
+    assert engine.cuda_rows(80 * gib, 16384, 4) == 16384  # the whole batch fits
     assert engine.cuda_rows(80 * gib, 1000, 4) == 1000  # the whole batch in one block
     assert engine.cuda_rows(1 << 20, 16384, 4) == default_block_size(16384)
     assert engine.block_size_for(torch.device("cpu"), 4096, 4) is None
