@@ -120,7 +120,8 @@ def block_terms(xp: Namespace, opts: LossOptions, blk: BlockArrays, want_kernel:
         valid = xp.ones(sq.shape, dtype=xp.bool, device=blk.device)
     if blk.mask is not None:
         valid = valid & blk.mask
-    keep = (sq > blk.thr_row[:, None] + blk.thr_col[None, :]) & valid
+    above = sq > blk.thr_row[:, None] + blk.thr_col[None, :]  # not rounding noise
+    keep = above & valid
     if opts.squared:
         dist = None
         dpe = xp.where(keep, sq, eps)  # D + ε
@@ -178,6 +179,11 @@ def block_terms(xp: Namespace, opts: LossOptions, blk: BlockArrays, want_kernel:
     # K_ab = 2 ∂S_a/∂(squared distance) with the factor 2 of ∂‖f_a − f_b‖²/∂f_a folded in:
     # 4 c_a g_ab / (D + ε) for squared distances, 2 c_a g_ab / ((D + ε) · D) for Euclidean
     # (also with root_eps: ∂D/∂f_a = (f_a − f_b) / D)
+    # ``above & valid`` again rather than ``keep``: one more pass when eager, but inductor then
+    # recomputes the mask inside its second fused loop instead of storing a boolean (r, n)
+    # buffer after the first and reading it back, which measured 6x slower per block
+    # (docs/design.md §4.1)
+    keep = above & valid
     if opts.squared:
         kernel = xp.where(keep, ((4 * c)[:, None] * g) / dpe, 0.0)
     else:
