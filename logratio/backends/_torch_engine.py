@@ -131,6 +131,8 @@ def run_step(xp: Any, options: LossOptions, blk: BlockArrays, want_grad: bool) -
             # (a single block) must not tie the two sizes in the graph
             with _shape_config.patch(use_duck_shape=False):
                 return fn(xp, _formula(options), blk, want_grad)
+        except torch.OutOfMemoryError:  # not the compiler's fault: the caller must see it
+            raise
         except Exception as err:
             _compiled[key] = None
             _warn(type(err).__name__, str(err).splitlines()[0] if str(err) else "")
