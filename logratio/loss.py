@@ -88,7 +88,8 @@ def log_ratio_loss(
       reduction: ``"mean"`` over counted triplets, ``"sum"``, or ``"none"``: per-anchor sums
         of shape (number of anchors,).
       block_size: anchors per block; memory is O(block_size · B).  Default: about 2²¹ / B, at
-        least 256 (on CUDA: as many as the free memory comfortably holds).
+        least 256 (under JAX 512 rows; on CUDA with PyTorch as many as a quarter of the free
+        memory holds).
       compile: PyTorch only: the core's block kernel compiled with inductor (the default,
         unless the environment variable ``LOGRATIO_COMPILE=0``) or, with ``False``, run
         eagerly; the results are the same (docs/design.md §4).

@@ -87,6 +87,19 @@ def _scanned_terms(p, *, want_grad=False, row_weights=None, step=None):
     return losses.reshape(-1)[:m], counts.reshape(-1)[:m], grad if want_grad else None
 
 
+#: Anchor rows of one block by default under XLA (the whole batch when smaller): measured
+#: best or within noise of it among 128-4096 rows at B = 2048, 4096 and 8192 (2048: 3.0x
+#: torch.cdist against 4.6x for the eager default of 1024 rows; 4096: 2.1x against 2.6x for
+#: 256 rows).  The scan keeps one block alive: 512 × B temporaries.
+JAX_BLOCK_ROWS = 512
+
+
+def _problem(inputs: Inputs, options: LossOptions):
+    """:func:`make_problem` with JAX's default block size."""
+    block = max(1, min(inputs.embeddings.shape[0], JAX_BLOCK_ROWS))
+    return make_problem(inputs, options, default_block=block)
+
+
 def _full_precision():
     """Float32 matrix products in full precision (the Gram trick of the distances needs it;
     on GPUs JAX's default would use TF32 or bfloat16 passes)."""
@@ -96,20 +109,20 @@ def _full_precision():
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
 def _loss(options: LossOptions, *arrays):
     with _full_precision():
-        p = make_problem(Inputs(*arrays), options)
+        p = _problem(Inputs(*arrays), options)
         return _dense.loss_and_grad(p, want_grad=False, terms=_scanned_terms)[0]
 
 
 @_loss.defjvp
 def _loss_jvp(options: LossOptions, primals, tangents):
     with _full_precision():
-        p = make_problem(Inputs(*primals), options)
+        p = _problem(Inputs(*primals), options)
         return _dense.loss_and_jvp(p, tangents[0], terms=_scanned_terms)
 
 
 def _loss_and_grad(options: LossOptions, *arrays):
     with _full_precision():
-        return _dense.loss_and_grad(make_problem(Inputs(*arrays), options), terms=_scanned_terms)
+        return _dense.loss_and_grad(_problem(Inputs(*arrays), options), terms=_scanned_terms)
 
 
 # Compiled once per (options, shapes, dtypes): an eager call then costs one XLA computation,
@@ -221,7 +234,7 @@ def _gathered(local: Inputs, axis_name: Any) -> Inputs:
 def _totals(options: LossOptions, *arrays):
     """``(Σ_a S_a, Σ_a T_a)`` over the anchors of ``arrays``, differentiable in the first."""
     with _full_precision():
-        p = make_problem(Inputs(*arrays), options)
+        p = _problem(Inputs(*arrays), options)
         total, count, _ = _dense.anchor_totals(p, terms=_scanned_terms)
         return total, count
 
@@ -229,7 +242,7 @@ def _totals(options: LossOptions, *arrays):
 @_totals.defjvp
 def _totals_jvp(options: LossOptions, primals, tangents):
     with _full_precision():
-        p = make_problem(Inputs(*primals), options)
+        p = _problem(Inputs(*primals), options)
         total, count, d_total = _dense.anchor_totals(p, tangents[0], terms=_scanned_terms)
         return (total, count), (d_total, jnp.zeros_like(count))
 
@@ -245,7 +258,7 @@ def _sharded_loss(options: LossOptions, axis_name: Any, *arrays):
 
 def _sharded_loss_and_grad(options: LossOptions, axis_name: Any, *arrays):
     with _full_precision():
-        p = make_problem(Inputs(*arrays), options)
+        p = _problem(Inputs(*arrays), options)
         row_loss, row_count, grad = _scanned_terms(p, want_grad=True)
         if options.reduction == "none":
             value, scale = row_loss + p.nonfinite, None
