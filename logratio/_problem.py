@@ -125,9 +125,9 @@ def check_inputs(
     )
 
 
-def default_block_size(batch: int, elements: int = DEFAULT_BLOCK_ELEMENTS) -> int:
-    """About ``elements / B`` anchors, at least ``MIN_BLOCK_ROWS`` (or B)."""
-    return max(1, min(batch, max(elements // max(batch, 1), MIN_BLOCK_ROWS)))
+def default_block_size(batch: int) -> int:
+    """About ``DEFAULT_BLOCK_ELEMENTS / B`` anchors, at least ``MIN_BLOCK_ROWS`` (or B)."""
+    return max(1, min(batch, max(DEFAULT_BLOCK_ELEMENTS // max(batch, 1), MIN_BLOCK_ROWS)))
 
 
 def make_problem(inputs: Inputs, options: LossOptions, default_block: int | None = None) -> Problem:
