@@ -121,7 +121,8 @@ def reset() -> None:
 def run_step(xp: Any, options: LossOptions, blk: BlockArrays, want_grad: bool) -> Step:
     """:func:`~logratio._block.block_step`, compiled for this block's key (the eager step
     if compiling that key failed)."""
-    key = _key(options, blk, want_grad)
+    formula = _formula(options)
+    key = _key(formula, blk, want_grad)
     fn = _compiled.get(key, _MISSING)
     if fn is _MISSING:
         fn = _compiled[key] = _compile(key)
@@ -130,7 +131,7 @@ def run_step(xp: Any, options: LossOptions, blk: BlockArrays, want_grad: bool) -
             # no duck sizing: a block whose rows and columns happen to be equal in number
             # (a single block) must not tie the two sizes in the graph
             with _shape_config.patch(use_duck_shape=False):
-                return fn(xp, _formula(options), blk, want_grad)
+                return fn(xp, formula, blk, want_grad)
         except torch.OutOfMemoryError:  # not the compiler's fault: the caller must see it
             raise
         except Exception as err:
@@ -155,31 +156,20 @@ def _canonical(squared: bool, root: bool, label_metric: Any, ties: str) -> LossO
     )
 
 
-def _key(options: LossOptions, blk: BlockArrays, want_grad: bool) -> tuple[Any, ...]:
-    """What a compiled graph depends on besides shapes: the options that choose a formula
-    (ε and root_eps are arrays of the block, the reduction and block size are not read by
-    the step), the device, dtype, which optional arrays the block has."""
+def _key(formula: LossOptions, blk: BlockArrays, want_grad: bool) -> tuple[Any, ...]:
+    """What a compiled graph depends on besides shapes: the formula (:func:`_formula`), the
+    device, dtype, which optional arrays the block has, and whether it makes a gradient."""
     present = tuple(
         getattr(blk, name) is not None for name in ("label_distances", "labels", "mask", "weights")
     )
     dev = blk.left.device
-    return (
-        options.squared,
-        options.root_eps > 0,
-        options.label_metric,
-        options.ties,
-        dev.type,
-        blk.left.dtype,
-        present,
-        blk.dense,
-        want_grad,
-    )
+    return (formula, dev.type, blk.left.dtype, present, blk.dense, want_grad)
 
 
 def _compile(key: tuple[Any, ...]) -> Callable[..., Step]:
     """A fresh copy of ``block_step`` (its own code object: its own Dynamo cache), compiled
     with inductor and dynamic shapes.  Compilation itself happens at the first call."""
-    device_type, dtype = key[4], key[5]
+    device_type, dtype = key[1], key[2]
     name = f"block_step_{device_type}_{str(dtype).removeprefix('torch.')}_{len(_compiled)}"
     code = block_step.__code__.replace(co_name=name, co_qualname=name)
     fn = types.FunctionType(code, block_step.__globals__, name, block_step.__defaults__)

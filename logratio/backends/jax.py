@@ -54,7 +54,9 @@ def _scanned_terms(p, *, want_grad=False, row_weights=None, step=None):
     memory measured under ``grad``).  The scan traces one block body and runs the blocks
     in turn; the anchors are padded to whole blocks with row 0 at weight 0, and the padded
     rows' losses are dropped.  Each block is :func:`logratio._block.block_step`, the core's
-    own kernel; only the assembly (a scatter-add of the anchors' rows) is JAX's.
+    own kernel; only the assembly (a scatter-add of the anchors' rows) is JAX's.  ``step``
+    is accepted for the signature of :data:`logratio._dense.TermsFn` (XLA compiles the
+    kernel itself).
     """
     m, size = p.num_anchors, p.block_size
     if m <= size:  # one block: nothing to loop over
