@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from settings import FULL_SIZES, Settings
+from settings import FULL_SIZES, NEAR_MAX_BATCH, Settings
 
 from logratio.testing import backends
 
@@ -31,6 +31,9 @@ DESCRIPTIONS = {
     "torch-cuda": "PyTorch adapter on CUDA (compiled engine: Triton)",
     "torch-cuda-eager": "PyTorch adapter on CUDA, engine off",
     "jax-gpu": "JAX jit on the GPU",
+    "numpy-near": "NumPy, a batch of near pairs (groups of 4 at D = 1e-6·(‖a‖² + ‖b‖²))",
+    "torch-near": "PyTorch adapter (engine), the same batch of near pairs",
+    "jax-near": "JAX jit, the same batch of near pairs",
     "triplets-dense": "materialised B×B×B residual differences, PyTorch autograd",
     "triplets-miner": "dense_triplets + triplet_log_ratio_loss, PyTorch autograd",
 }
@@ -56,6 +59,19 @@ def make_inputs(batch: int, dim: int, seed: int = 0) -> tuple[np.ndarray, np.nda
     emb = rng.standard_normal((batch, dim)).astype(np.float32)
     labels = rng.uniform(0.0, 10.0, size=batch).astype(np.float32)
     return emb, labels
+
+
+def make_near_inputs(batch: int, dim: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`make_inputs` with the rows in groups of 4 that share a label and lie within
+    ``D = 1e-6·(‖a‖² + ‖b‖²)`` of each other, far below float32's Gram noise: where the loss
+    drives pairs with equal labels.  Every row has 3 near pairs to recompute exactly."""
+    emb, labels = make_inputs(batch, dim, seed)
+    rng = np.random.default_rng(seed + batch + 1)
+    base = np.repeat(emb[::4], 4, axis=0)[:batch].astype(np.float64)
+    step = rng.standard_normal((batch, dim))
+    step *= (np.sqrt(0.5e-6 * np.sum(base**2, axis=1)) / np.linalg.norm(step, axis=1))[:, None]
+    labels = np.repeat(labels[::4], 4)[:batch]
+    return (base + step).astype(np.float32), labels
 
 
 def materialised_bytes(batch: int) -> int:
@@ -105,23 +121,29 @@ def cdist_setup(device: str) -> Setup:
     return setup
 
 
-def numpy_setup(batch: int, dim: int) -> Callable[[], Any]:
+def numpy_setup(batch: int, dim: int, inputs: Callable = make_inputs) -> Callable[[], Any]:
     import logratio
 
-    emb, y = make_inputs(batch, dim)
+    emb, y = inputs(batch, dim)
     return lambda: logratio.log_ratio_loss_and_grad(emb, y)
 
 
-def _torch_autograd(device: str, batch: int, dim: int, loss: Callable) -> Callable[[], Any]:
+def numpy_near_setup(batch: int, dim: int) -> Callable[[], Any]:
+    return numpy_setup(batch, dim, make_near_inputs)
+
+
+def _torch_autograd(
+    device: str, batch: int, dim: int, loss: Callable, inputs: Callable = make_inputs
+) -> Callable[[], Any]:
     """Autograd of ``loss(embeddings, labels)`` on ``device``: one loss + ``backward`` a call."""
     b = backends.get("torch", device)
-    emb, y = make_inputs(batch, dim)
+    emb, y = inputs(batch, dim)
     f, yt = b.asarray(emb), b.asarray(y)
     wait = _waiter(b)
     return lambda: wait(b.grad(lambda x: loss(x, yt), f))
 
 
-def torch_setup(device: str, compile: bool | None = None) -> Setup:
+def torch_setup(device: str, compile: bool | None = None, inputs: Callable = make_inputs) -> Setup:
     """The PyTorch adapter: the closed-form gradient is the autograd rule of the loss; the
     block kernel compiled by the engine (the default) or eager (``compile=False``)."""
 
@@ -131,7 +153,7 @@ def torch_setup(device: str, compile: bool | None = None) -> Setup:
         def loss(f: Any, y: Any) -> Any:
             return logratio.log_ratio_loss(f, y, compile=compile)
 
-        return _torch_autograd(device, batch, dim, loss)
+        return _torch_autograd(device, batch, dim, loss, inputs)
 
     return setup
 
@@ -143,14 +165,14 @@ def torch_autograd_setup(batch: int, dim: int) -> Callable[[], Any]:
     )
 
 
-def jax_setup(device: str) -> Setup:
+def jax_setup(device: str, inputs: Callable = make_inputs) -> Setup:
     def setup(batch: int, dim: int) -> Callable[[], Any]:
         import jax
 
         import logratio
 
         b = backends.get("jax", device)
-        emb, y = make_inputs(batch, dim)
+        emb, y = inputs(batch, dim)
         f, yj = b.asarray(emb), b.asarray(y)
         step = b.compile(jax.value_and_grad(lambda x, lab: logratio.log_ratio_loss(x, lab)))
         return lambda: b.synchronize(step(f, yj))
@@ -215,15 +237,24 @@ def available_cases(settings: Settings) -> list[Case]:
     cases = [Case("cdist", cdist_setup("cpu"))]
     wanted = set(settings.backends)
     cap_bytes = settings.memory_cap_bytes
+    near = "near" in wanted  # batches of near pairs: the cost of their exact distances
     if "numpy" in wanted:
         cases.append(Case("numpy", numpy_setup))
+        if near:
+            cases.append(Case("numpy-near", numpy_near_setup, max_batch=NEAR_MAX_BATCH))
     if "torch" in wanted:
         cases.append(Case("torch", torch_setup("cpu")))
+        if near:
+            near_torch = torch_setup("cpu", inputs=make_near_inputs)
+            cases.append(Case("torch-near", near_torch, max_batch=NEAR_MAX_BATCH))
         cases.append(Case("torch-eager", torch_setup("cpu", compile=False)))
         cap = max(b for b in FULL_SIZES if autograd_bytes(b) <= cap_bytes)
         cases.append(Case("torch-autograd", torch_autograd_setup, max_batch=cap))
     if "jax" in wanted and _has_device("jax", "cpu"):
         cases.append(Case("jax", jax_setup("cpu")))
+        if near:
+            near_jax = jax_setup("cpu", make_near_inputs)
+            cases.append(Case("jax-near", near_jax, max_batch=NEAR_MAX_BATCH))
     if "triplets" in wanted:
         cap = max(b for b in FULL_SIZES if materialised_bytes(b) <= cap_bytes)
         cases.append(Case("triplets-dense", triplets_dense_setup, max_batch=cap))

@@ -28,11 +28,16 @@ STYLES: dict[str, dict[str, Any]] = {
     "torch-cuda": {"color": "#bcbd22"},
     "torch-cuda-eager": {"color": "#aec7e8"},
     "jax-gpu": {"color": "#7b4173"},
+    "numpy-near": {"color": "#ff7f0e", "linestyle": ":"},
+    "torch-near": {"color": "#2ca02c", "linestyle": ":"},
+    "jax-near": {"color": "#8c564b", "linestyle": ":"},
     "triplets-dense": {"color": "#1f77b4"},
     "triplets-miner": {"color": "#17becf"},
 }
 assert set(STYLES) == set(DESCRIPTIONS), "every configuration needs a style"
-assert len({s["color"] for s in STYLES.values()}) == len(STYLES), "colours must differ"
+assert len({(s["color"], s.get("linestyle")) for s in STYLES.values()}) == len(STYLES), (
+    "styles must differ"
+)
 
 
 # --------------------------------------------------------------------------- targets

@@ -4,7 +4,8 @@ One command measures, in float32 with d = 128 and scalar labels:
 
 1. loss + gradient time against B for NumPy, PyTorch (closed-form autograd rule; CPU, and CUDA
    when present), JAX (``jit``; CPU, and GPU when present) and CuPy (when present), next to the
-   floor ``torch.cdist(F, F)`` at the same B, and the core compiled by ``torch.compile``;
+   floor ``torch.cdist(F, F)`` at the same B, with PyTorch's engine on and off, and the same
+   loss on a batch of near pairs (the cost of their exact distances);
 2. the same loss computed by materialising all B×B×B triplets (a straightforward PyTorch
    implementation, and the explicit-triplet loss on the dense triplet list of the miner),
    until the triplets would take more memory than a cap;
@@ -53,7 +54,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--backends",
         type=lambda s: s.split(","),
         default=None,
-        help="comma-separated subset of numpy,torch,jax,cupy,triplets (default: all)",
+        help="comma-separated subset of numpy,torch,jax,cupy,triplets,near (default: all)",
     )
     ap.add_argument(
         "--repeats",

@@ -18,9 +18,9 @@ from report import evaluate_targets, fmt_bytes
 from settings import TARGET_BATCH, Settings
 
 FLOORS = ("cdist", "cdist-cuda")
-#: Configurations without a memory measurement: the floors, and torch-compile (its
-#: compilation's memory would swamp that of one evaluation).
-NO_MEMORY = (*FLOORS, "torch-compile")
+#: Configurations without a memory measurement: the floors, and the near-pair cases (the
+#: same working set as their plain counterparts, plus O(pairs · d)).
+NO_MEMORY = (*FLOORS, "numpy-near", "torch-near", "jax-near")
 
 
 def time_all(cases: list[Case], settings: Settings) -> list[Timing]:

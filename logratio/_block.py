@@ -20,11 +20,20 @@ import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from ._near import CountFn, refine_near
 from ._validation import Array, Namespace
 from .distances import direct_distances
 from .options import LossOptions
 
-__all__ = ["BlockArrays", "Step", "StepFn", "Terms", "block_step", "block_terms"]
+__all__ = [
+    "BlockArrays",
+    "Step",
+    "StepFn",
+    "Terms",
+    "block_distances",
+    "block_step",
+    "block_terms",
+]
 
 
 class BlockArrays(NamedTuple):
@@ -37,8 +46,8 @@ class BlockArrays(NamedTuple):
 
     left: Array  # (r, d + 2) the anchors' rows of _Operands.left
     right: Array  # (n, d + 2)
-    thr_row: Array  # (r,)
-    thr_col: Array  # (n,)
+    near_row: Array  # (r,) a pair is near (logratio._near) when its Gram value is at most
+    near_col: Array  # (n,) near_row[a] + near_col[b]
     ids: Array  # (r,) the anchors' rows in the batch
     cols: Array  # (n,) the neighbours' rows in the batch
     anchors: Array  # (r, d) the anchors' features
@@ -54,6 +63,9 @@ class BlockArrays(NamedTuple):
     root_eps: Array
     dense: bool  # the neighbours are the whole batch: the anchor itself is excluded
     device: Any  # where new arrays are made (no device lookup inside the step)
+    # (r, n) the block's squared distances when already computed (the PyTorch engine computes
+    # them outside its compiled kernel); None: the step computes them (block_distances)
+    distances: Array | None = None
 
 
 class Terms(NamedTuple):
@@ -99,19 +111,27 @@ def block_step(xp: Namespace, options: LossOptions, blk: BlockArrays, want_grad:
     return Step(terms.row_loss, terms.row_count, anchor, neighbour)
 
 
+def block_distances(xp: Namespace, blk: BlockArrays, count: CountFn | None = None) -> Array:
+    """The block's (r, n) squared distances ``‖f_a − f_b‖²``: one product of the augmented
+    operands, then exact differences for the pairs near its rounding noise
+    (:func:`logratio._near.refine_near`; ``count`` as there)."""
+    return refine_near(xp, blk.left @ blk.right.T, blk, count)
+
+
 def block_terms(xp: Namespace, opts: LossOptions, blk: BlockArrays, want_kernel: bool) -> Terms:
     """Loss terms (and ``K``) of one block of anchors against every neighbour: O(r·n·(d + p)).
 
     Every (r, n) array is one pass over memory, so the passes are counted: one product gives
-    ``D + ε`` (:class:`_Operands`), one mask ``keep`` marks the pairs that count and are not
-    rounding noise, and the residual is zero off ``valid`` without masking it (``D`` and the
-    label distance both read 0 there).
+    ``D`` (:func:`block_distances`), one mask ``keep`` marks the pairs that count and are not
+    copies, and the residual is zero off ``valid`` without masking it (``D`` and the label
+    distance both read 0 there).
     """
     eps = blk.eps
-    # D_ab + ε' up to rounding noise; pairs below the noise threshold, the anchor itself and
-    # masked-out pairs have D = 0 and add no gradient (∇D = 2 (f_a − f_b) = 0 for duplicates,
-    # whereas K·(f_a − f_b) evaluated as rowsum(K)·f_a − K·f would leave noise u·K_ab·‖f‖)
-    sq = blk.left @ blk.right.T
+    # D_ab, exact for the pairs near the Gram identity's noise (logratio._near); pairs at
+    # D = 0 (copies), the anchor itself and masked-out pairs add no gradient (∇D =
+    # 2 (f_a − f_b) = 0 for copies, whereas K·(f_a − f_b) evaluated as rowsum(K)·f_a − K·f
+    # would leave noise u·K_ab·‖f‖)
+    sq = block_distances(xp, blk) if blk.distances is None else blk.distances
     # valid: the pairs of an anchor with any other row (and allowed by the mask); a
     # reference set (docs/design.md §1) never holds the anchor itself
     if blk.dense:
@@ -120,18 +140,18 @@ def block_terms(xp: Namespace, opts: LossOptions, blk: BlockArrays, want_kernel:
         valid = xp.ones(sq.shape, dtype=xp.bool, device=blk.device)
     if blk.mask is not None:
         valid = valid & blk.mask
-    above = sq > blk.thr_row[:, None] + blk.thr_col[None, :]  # not rounding noise
+    above = sq > 0  # not a copy (logratio._near sets copies to exactly 0)
     keep = above & valid
     if opts.squared:
         dist = None
-        dpe = xp.where(keep, sq, eps)  # D + ε
+        dpe = xp.where(keep, sq, 0.0) + eps  # D + ε
     elif opts.root_eps == 0:
         # mask the input of sqrt: autodiff through sqrt(0) would give inf · 0 = NaN
         dist = xp.where(keep, xp.sqrt(xp.where(keep, sq, 1.0)), 0.0)
         dpe = dist + eps
     else:
         # sqrt(‖f_a − f_b‖² + root_eps) on every pair of distinct rows (docs/design.md §6.1);
-        # rounding noise reads as ‖f_a − f_b‖² = 0, so a copy has distance sqrt(root_eps)
+        # a copy has distance sqrt(root_eps)
         dist = xp.where(valid, xp.sqrt(xp.where(keep, sq, 0.0) + blk.root_eps), 0.0)
         dpe = dist + eps
     del sq  # (r, n) temporaries are released as soon as they are used up: peak memory
@@ -148,7 +168,7 @@ def block_terms(xp: Namespace, opts: LossOptions, blk: BlockArrays, want_kernel:
     u = xp.log(dpe / (lab + eps))
     if blk.mask is None:
         others = blk.cols.shape[0] - 1 if blk.dense else blk.cols.shape[0]
-        n = xp.zeros_like(blk.thr_row) + max(others, 0)
+        n = xp.zeros_like(blk.near_row) + max(others, 0)
     else:
         n = xp.sum(xp.astype(valid, u.dtype), axis=1)
     mean = xp.sum(u, axis=1) / xp.where(n > 0, n, 1.0)

@@ -23,9 +23,9 @@ from typing import NamedTuple
 import array_api_compat
 
 from ._block import BlockArrays, StepFn, block_step, block_terms
+from ._near import near_bound_factor
 from ._problem import Problem
 from ._validation import Array, Namespace
-from .distances import gram_noise_factor
 
 __all__ = [
     "Operands",
@@ -50,17 +50,16 @@ __all__ = [
 class Operands:
     """Per-call operands shared by every block: augmented features for one-product distances.
 
-    ``left[a] · right[b] = ‖f_a‖² + ‖f_b‖² − 2 f_a·f_b + ε'`` (ε' = ε for squared distances,
-    else 0), so a block's distances come out of one matrix product with no (r, B) pass to add
-    the norms.
+    ``left[a] · right[b] = ‖f_a‖² + ‖f_b‖² − 2 f_a·f_b``, so a block's distances come out of
+    one matrix product with no (r, B) pass to add the norms.
     """
 
-    left: Array  # (B, d + 2): [−2F | ‖f‖² + ε' | 1]
+    left: Array  # (B, d + 2): [−2F | ‖f‖² | 1]
     right: Array  # (n, d + 2): [F | 1 | ‖f‖²] of the n neighbour rows
-    # the rounding noise of D_ab + ε' is below c·(‖f_a‖² + ‖f_b‖² + ε') (docs/design.md §1.3):
-    # D_ab counts as 0 unless D_ab + ε' > thr_row[a] + thr_col[b]
-    thr_row: Array  # (B,) c·(‖f_a‖² + ε') + ε'
-    thr_col: Array  # (n,) c·‖f_b‖² of the neighbours
+    # the product's rounding noise is below c·(‖f_a‖² + ‖f_b‖²) (docs/design.md §1.3): pairs
+    # whose value is at most near_row[a] + near_col[b] get exact differences (logratio._near)
+    near_row: Array  # (B,) NEAR_FACTOR·c·‖f_a‖²
+    near_col: Array  # (n,) NEAR_FACTOR·c·‖f_b‖² of the neighbours
     rows: Array  # (B,) arange
     cols: Array  # (n,) the neighbours' row indices
     neighbours: Array  # (n, d) the neighbours' features
@@ -72,15 +71,14 @@ def operands(p: Problem) -> Operands:
     xp, f, norms = p.xp, p.features, p.sq_norms
     dev = array_api_compat.device(f)
     ones = xp.ones((p.batch, 1), dtype=f.dtype, device=dev)
-    eps_sq = p.options.eps if p.options.squared else 0.0
-    noise = gram_noise_factor(xp, f.shape[1], f.dtype)
+    near = near_bound_factor(xp, f.shape[1], f.dtype)
     nb = slice(None) if p.neighbours is None else p.neighbours
     rows = xp.arange(p.batch, device=dev)
     return Operands(
-        left=xp.concat([-2 * f, (norms + eps_sq)[:, None], ones], axis=1),
+        left=xp.concat([-2 * f, norms[:, None], ones], axis=1),
         right=xp.concat([f, ones, norms[:, None]], axis=1)[nb, ...],
-        thr_row=noise * (norms + eps_sq) + eps_sq,
-        thr_col=noise * norms[nb],
+        near_row=near * norms,
+        near_col=(near * norms)[nb],
         rows=rows,
         cols=rows[nb],
         neighbours=f[nb, ...],
@@ -139,8 +137,8 @@ def block_arrays(
     return BlockArrays(
         left=left,
         right=ops.right,
-        thr_row=_take(xp, ops.thr_row, rows),
-        thr_col=ops.thr_col,
+        near_row=_take(xp, ops.near_row, rows),
+        near_col=ops.near_col,
         ids=ops.rows[rows] if isinstance(rows, slice) else rows,
         cols=ops.cols,
         anchors=_take(xp, p.features, rows),

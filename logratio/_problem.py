@@ -146,7 +146,7 @@ def make_problem(inputs: Inputs, options: LossOptions, default_block: int | None
     if block is None:
         block = default_block if default_block is not None else default_block_size(batch)
     sq_norms = xp.sum(f * f, axis=1)
-    # the rounding-noise rule would read a NaN pair as a duplicate (no loss, no gradient):
+    # the blocks' tests would read a NaN pair as a copy or not near (no loss, no gradient):
     # the non-finite rows poison the result instead, at the cost of one pass over B norms
     if batch > 0:
         nonfinite = 0 * xp.max(sq_norms)

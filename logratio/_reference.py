@@ -100,14 +100,15 @@ def loss_and_grad(
             math.log(dl[a, i] + eps) - math.log(dl[a, j] + eps)
         )
         total += r * r
+        if absolute and magnitudes:  # r replaced by the size of its four logs
+            logs = (d_ai + eps, d_aj + eps, dl[a, i] + eps, dl[a, j] + eps)
+            coef = sum(abs(math.log(x)) for x in logs)
+        else:
+            coef = r
         # ∂l/∂f_i = 2r ∂D_ai/∂f_i / (D_ai + ε),  ∂l/∂f_j = −2r ∂D_aj/∂f_j / (D_aj + ε)
-        g_i = 2 * r * _ddist(f, i, a, d_ai, squared) / (d_ai + eps)
-        g_j = -2 * r * _ddist(f, j, a, d_aj, squared) / (d_aj + eps)
+        g_i = 2 * coef * _ddist(f, i, a, d_ai, squared) / (d_ai + eps)
+        g_j = -2 * coef * _ddist(f, j, a, d_aj, squared) / (d_aj + eps)
         if absolute:
-            if magnitudes:
-                logs = (d_ai + eps, d_aj + eps, dl[a, i] + eps, dl[a, j] + eps)
-                size = sum(abs(math.log(x)) for x in logs) / max(abs(r), 1e-300)
-                g_i, g_j = g_i * size, g_j * size
             g_i, g_j = np.abs(g_i), np.abs(g_j)
             grad[a] += g_i + g_j
         else:

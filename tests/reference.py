@@ -79,3 +79,33 @@ def gradient_terms_scale(case, f, reduction: str = "mean", *, magnitudes: bool =
     dl = case.label_distance_matrix()
     _, g = loss_and_grad(f, dl, reduction=red, absolute=True, magnitudes=magnitudes, **kw)
     return float(np.max(g, initial=0.0))
+
+
+def tangent_rounding(f, dl, t, anchor: int, *, squared=True, eps=1e-6, root_eps=0.0,
+                     mask=None, ties="include") -> float:  # fmt: skip
+    """A bound, divided by the unit roundoff, on the rounding of anchor ``anchor``'s
+    derivative ``Σ_b K_ab (f_a − f_b)·(t_a − t_b)`` when each pair product is evaluated as
+    ``f_a·t_a + f_b·t_b − f_a·t_b − f_b·t_a`` on centred rows (the core's matrix form): the
+    products' magnitudes times each pair's ``|K_ab|``, with every residual replaced by the size
+    of its logs.  Exactly-zero derivatives (equal tangents of the two rows) still carry it."""
+    f = np.asarray(f, dtype=np.float64)
+    fc, tc = f - f.mean(axis=0), t - t.mean(axis=0)
+    fn, tn = np.linalg.norm(fc, axis=1), np.linalg.norm(tc, axis=1)
+    total = 0.0
+    for a, i, j in triplets(dl, [anchor], mask, ties):
+        dists = {b: _pair_distance(f, a, b, squared, root_eps) for b in (i, j)}
+        logs = [dists[i] + eps, dists[j] + eps, dl[a, i] + eps, dl[a, j] + eps]
+        size = 2 * sum(abs(math.log(x)) for x in logs)
+        for b, d in dists.items():
+            if d <= 0:
+                continue
+            k = size * (2 / (d + eps) if squared else 1 / ((d + eps) * d))
+            total += k * (fn[a] + fn[b]) * (tn[a] + tn[b])
+    return total
+
+
+def _pair_distance(f, a, b, squared, root_eps):
+    s = float(np.sum((f[a] - f[b]) ** 2))
+    if s == 0:
+        return 0.0
+    return s if squared else math.sqrt(s + root_eps)

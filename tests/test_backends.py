@@ -297,6 +297,11 @@ def test_row_tangents_match_reference(xp, dtype):
             for r in rows
         ]  # fmt: skip
         noise = 16 * float(np.finfo(dtype).eps) * np.array([np.sum(g * np.abs(t)) for g in sizes])
+        # and each pair product's rounding in the matrix form (equal tangents give exactly 0)
+        ref_kw = {k: kw[k] for k in ("squared", "eps", "root_eps", "mask", "ties") if k in kw}
+        noise = noise + 4 * float(np.finfo(dtype).eps) * np.array(
+            [reference.tangent_rounding(case.embeddings, dl, t, r, **ref_kw) for r in rows]
+        )
 
         def jvp(f, tangent):
             kwargs = case.replace(reduction="none").loss_kwargs(convert=xp.asarray)

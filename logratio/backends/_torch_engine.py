@@ -34,7 +34,8 @@ from typing import Any
 import torch
 import torch.fx.experimental._config as _shape_config
 
-from .._block import BlockArrays, Step, block_step
+from .._block import BlockArrays, Step, block_distances, block_step
+from .._near import count_near
 from ..options import LossOptions
 
 __all__ = [
@@ -105,7 +106,7 @@ def cuda_rows(free_bytes: int, batch: int, itemsize: int) -> int:
 
 
 # one compiled function per key; None where compiling failed
-_compiled: dict[tuple[Any, ...], Callable[..., Step] | None] = {}
+_compiled: dict[tuple[Any, ...], Callable[..., Any] | None] = {}
 
 
 _warned = False
@@ -120,24 +121,67 @@ def reset() -> None:
 
 def run_step(xp: Any, options: LossOptions, blk: BlockArrays, want_grad: bool) -> Step:
     """:func:`~logratio._block.block_step`, compiled for this block's key (the eager step
-    if compiling that key failed)."""
+    if compiling that key failed).
+
+    The block's distances are computed first, outside the kernel: their refinement
+    (:mod:`logratio._near`) gathers a data-dependent number of pairs, which a full graph
+    cannot hold; its test for near pairs is compiled on its own (one fused pass).  The
+    product itself is an external call in inductor's graphs either way.
+    """
+    count_key = ("count", *_count_key(blk))
+    sq = block_distances(xp, blk, count=_guarded(_compiled_or_none(count_key), count_key))
+    blk = blk._replace(distances=sq)
     formula = _formula(options)
     key = _key(formula, blk, want_grad)
-    fn = _compiled.get(key, _MISSING)
-    if fn is _MISSING:
-        fn = _compiled[key] = _compile(key)
+    fn = _compiled_or_none(key)
     if fn is not None:
         try:
-            # no duck sizing: a block whose rows and columns happen to be equal in number
-            # (a single block) must not tie the two sizes in the graph
-            with _shape_config.patch(use_duck_shape=False):
-                return fn(xp, formula, blk, want_grad)
+            return _call(fn, xp, formula, blk, want_grad)
         except torch.OutOfMemoryError:  # not the compiler's fault: the caller must see it
             raise
         except Exception as err:
-            _compiled[key] = None
-            _warn(type(err).__name__, str(err).splitlines()[0] if str(err) else "")
+            _fail(key, err)
     return block_step(xp, options, blk, want_grad)
+
+
+def _count_key(blk: BlockArrays) -> tuple[Any, ...]:
+    return (blk.left.device.type, blk.left.dtype, blk.dense)
+
+
+def _guarded(fn: Callable[..., Any] | None, key: tuple[Any, ...]) -> Callable[..., Any]:
+    """The compiled near-pair count, or the eager one (after a failure: warned once)."""
+    if fn is None:
+        return count_near
+
+    def count(xp: Any, *arrays: Any) -> Any:
+        try:
+            return _call(fn, xp, *arrays)
+        except torch.OutOfMemoryError:
+            raise
+        except Exception as err:
+            _fail(key, err)
+            return count_near(xp, *arrays)
+
+    return count
+
+
+def _call(fn: Callable[..., Any], *args: Any) -> Any:
+    # no duck sizing: a block whose rows and columns happen to be equal in number (a single
+    # block) must not tie the two sizes in the graph
+    with _shape_config.patch(use_duck_shape=False):
+        return fn(*args)
+
+
+def _compiled_or_none(key: tuple[Any, ...]) -> Callable[..., Any] | None:
+    fn = _compiled.get(key, _MISSING)
+    if fn is _MISSING:
+        fn = _compiled[key] = _compile(key)
+    return fn
+
+
+def _fail(key: tuple[Any, ...], err: Exception) -> None:
+    _compiled[key] = None
+    _warn(type(err).__name__, str(err).splitlines()[0] if str(err) else "")
 
 
 _MISSING: Any = object()
@@ -159,21 +203,23 @@ def _canonical(squared: bool, root: bool, label_metric: Any, ties: str) -> LossO
 def _key(formula: LossOptions, blk: BlockArrays, want_grad: bool) -> tuple[Any, ...]:
     """What a compiled graph depends on besides shapes: the formula (:func:`_formula`), the
     device, dtype, which optional arrays the block has, and whether it makes a gradient."""
-    present = tuple(
-        getattr(blk, name) is not None for name in ("label_distances", "labels", "mask", "weights")
-    )
+    names = ("label_distances", "labels", "mask", "weights", "distances")
+    present = tuple(getattr(blk, name) is not None for name in names)
     dev = blk.left.device
     return (formula, dev.type, blk.left.dtype, present, blk.dense, want_grad)
 
 
-def _compile(key: tuple[Any, ...]) -> Callable[..., Step]:
-    """A fresh copy of ``block_step`` (its own code object: its own Dynamo cache), compiled
-    with inductor and dynamic shapes.  Compilation itself happens at the first call."""
+def _compile(key: tuple[Any, ...]) -> Callable[..., Any]:
+    """A fresh copy of ``block_step`` (or, for a ``("count", ...)`` key, of
+    :func:`~logratio._near.count_near`): its own code object, hence its own Dynamo cache,
+    compiled with inductor and dynamic shapes.  Compilation itself happens at the first call."""
+    base = count_near if key[0] == "count" else block_step
     device_type, dtype = key[1], key[2]
-    name = f"block_step_{device_type}_{str(dtype).removeprefix('torch.')}_{len(_compiled)}"
-    code = block_step.__code__.replace(co_name=name, co_qualname=name)
-    fn = types.FunctionType(code, block_step.__globals__, name, block_step.__defaults__)
-    fn.__kwdefaults__ = block_step.__kwdefaults__
+    tag = f"{device_type}_{str(dtype).removeprefix('torch.')}_{len(_compiled)}"
+    name = f"{base.__name__}_{tag}"
+    code = base.__code__.replace(co_name=name, co_qualname=name)
+    fn = types.FunctionType(code, base.__globals__, name, base.__defaults__)
+    fn.__kwdefaults__ = base.__kwdefaults__
     return torch.compile(fn, dynamic=True, fullgraph=True)
 
 
