@@ -20,6 +20,7 @@ import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from ._block_inplace import block_terms_in_place, supports
 from ._near import CountFn, refine_near
 from ._validation import Array, Namespace
 from .distances import direct_distances
@@ -126,6 +127,8 @@ def block_terms(xp: Namespace, opts: LossOptions, blk: BlockArrays, want_kernel:
     copies, and the residual is zero off ``valid`` without masking it (``D`` and the label
     distance both read 0 there).
     """
+    if supports(xp, opts, blk):  # NumPy and CuPy: the same terms, written in place
+        return block_terms_in_place(xp, opts, blk, want_kernel)
     eps = blk.eps
     # D_ab, exact for the pairs near the Gram identity's noise (logratio._near); pairs at
     # D = 0 (copies), the anchor itself and masked-out pairs add no gradient (∇D =

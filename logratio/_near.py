@@ -33,7 +33,7 @@ from ._validation import Array, Namespace
 if TYPE_CHECKING:
     from ._block import BlockArrays
 
-__all__ = ["NEAR_FACTOR", "count_near", "near_bound_factor", "refine_near"]
+__all__ = ["NEAR_FACTOR", "count_near", "near_bound_factor", "refine_near", "refine_pairs"]
 
 #: Pairs whose Gram value is at most ``NEAR_FACTOR·c·(‖a‖² + ‖b‖²)`` get exact differences.
 #: The largest rounding error measured for the product (float32, d = 2 … 2048, normal,
@@ -89,10 +89,21 @@ def refine_near(xp: Namespace, sq: Array, blk: BlockArrays, count: CountFn | Non
     """
     if array_api_compat.is_jax_namespace(xp):
         return _refine_traced(xp, sq, blk)
+    refine_pairs(xp, sq, blk, count)
+    return sq
+
+
+def refine_pairs(
+    xp: Namespace, sq: Array, blk: BlockArrays, count: CountFn | None = None
+) -> tuple[Array, Array] | None:
+    """:func:`refine_near` for eager backends: writes the near pairs' exact squared distances
+    into ``sq`` and returns their positions ``(rows, cols)`` (row-major; in a dense block the
+    anchors' pairs with themselves among them), or None when no pair other than those is
+    near (``sq`` is then unchanged)."""
     ids = blk.ids if blk.dense else None
     found = (count_near if count is None else count)(xp, sq, blk.near_row, blk.near_col, ids)
     if int(found) == 0:
-        return sq
+        return None
     near = _near_mask(sq, blk.near_row, blk.near_col)
     rows, cols = xp.nonzero(near)  # row-major: the order in which ``sq[near]`` is filled
     m, chunk = rows.shape[0], _chunk(blk)
@@ -101,7 +112,7 @@ def refine_near(xp: Namespace, sq: Array, blk: BlockArrays, count: CountFn | Non
         for s in range(0, m, chunk)
     ]
     sq[near] = parts[0] if len(parts) == 1 else xp.concat(parts)
-    return sq
+    return rows, cols
 
 
 def _chunk(blk: BlockArrays) -> int:

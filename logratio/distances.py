@@ -39,6 +39,12 @@ def pairwise_distances(x: Array, y: Array | None = None, *, metric: str = "sqeuc
 
     (Squared) Euclidean distances are computed from centred inputs with one matrix product,
     O(n·m·d) time and O(n·m) memory; ``cityblock`` uses explicit differences, O(n·m·d) memory.
+    A squared distance below the product's rounding noise, ``c·(‖a‖² + ‖b‖²)`` with
+    ``c = (4√d + 4)·u`` for the centred rows (:func:`gram_noise_factor`; u the dtype's unit
+    roundoff), reads as exactly 0: in float32 with ``‖a‖ ≈ 1`` and d = 128, pairs closer
+    than about 0.003 (a squared distance of 1.2e-5).  The loss recomputes such pairs from
+    their differences instead (docs/design.md §1.3); use ``cityblock``, or float64, where
+    they matter here.
     """
     xp = v.namespace(x, y, name="x (and y)")
     v.choice("metric", metric, v.EMBEDDING_METRICS)

@@ -237,3 +237,19 @@ def test_wide_scales_stay_finite(scale_exp):
         loss, grad = logratio.log_ratio_loss_and_grad(f, y, squared=squared)
         assert np.isfinite(loss) and np.all(np.isfinite(grad))
         assert float(loss) == pytest.approx(reference.loss(f, dl, squared=squared), rel=1e-9)
+
+
+def test_pairwise_distances_read_sub_noise_pairs_as_zero_as_documented():
+    """The docstring's figure: float32, unit rows, d = 128: a pair 0.001 apart reads 0, a
+    pair 0.02 apart keeps its distance (float64 differences are the reference)."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal(128)
+    a /= np.linalg.norm(a)
+    step = rng.standard_normal(128)
+    step /= np.linalg.norm(step)
+    x = np.stack([a, a + 0.001 * step, a + 0.02 * step, -a]).astype(np.float32)
+    got = logratio.pairwise_distances(x, metric="euclidean")
+    exact = np.linalg.norm(x[:, None, :].astype(np.float64) - x[None, :, :], axis=2)
+    assert got[0, 1] == 0 and got[1, 0] == 0
+    assert abs(got[0, 2] - exact[0, 2]) < 0.05 * exact[0, 2]
+    assert abs(got[0, 3] - exact[0, 3]) < 1e-5 * exact[0, 3]

@@ -1,0 +1,169 @@
+"""The block kernel's terms in the fewest passes, for arrays that can be written in place.
+
+:func:`logratio._block.block_terms` is written for every Array API namespace: each step makes
+a new (r, n) array, and the pairs that add no gradient (the anchor with itself, copies,
+masked-out pairs) are masked with ``where`` over whole (r, n) arrays.  A compiler (inductor,
+XLA) fuses those passes; NumPy and CuPy run each one, and the elementwise passes, not the
+three matrix products, were most of the NumPy time (docs/design.md §4.1).
+
+This module computes the same terms (the same formulas, term for term) where the arrays are
+NumPy's or CuPy's: every elementwise step writes into one of two (r, n) buffers with the
+ufuncs' ``out=``, and the pairs off the formula are handled by position, O(r + copies),
+instead of by a mask:
+
+* the anchor's pair with itself (dense blocks) is the diagonal ``(a, ids[a])``;
+* copies (squared distance exactly 0) are all among the near pairs that
+  :func:`logratio._near.refine_pairs` recomputed: a pair that is not near has a Gram value
+  above ``NEAR_FACTOR·c·(‖f_a‖² + ‖f_b‖²) ≥ 0``.
+
+So after the diagonal is set to 0, ``sq`` is ``where(keep, sq, 0)`` of the general path
+without a pass.  Blocks with a mask or ``ties="exclude"`` take the general path
+(:func:`supports`).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import array_api_compat
+
+from ._near import refine_pairs
+from ._validation import Array, Namespace
+from .distances import direct_distances
+from .options import LossOptions
+
+__all__ = ["array_module", "block_terms_in_place", "supports"]
+
+
+def array_module(xp: Namespace) -> Any | None:
+    """NumPy or CuPy itself (whose ufuncs take ``out=``) for their namespaces, else None."""
+    if array_api_compat.is_numpy_namespace(xp):
+        return importlib.import_module("numpy")
+    if array_api_compat.is_cupy_namespace(xp):
+        return importlib.import_module("cupy")
+    return None
+
+
+def supports(xp: Namespace, opts: LossOptions, blk: Any) -> bool:
+    """Whether :func:`block_terms_in_place` computes this block: NumPy or CuPy arrays, no
+    mask, ties included (the general path handles the rest)."""
+    return blk.mask is None and opts.ties == "include" and array_module(xp) is not None
+
+
+def block_terms_in_place(xp: Namespace, opts: LossOptions, blk: Any, want_kernel: bool) -> Any:
+    """:func:`logratio._block.block_terms` for a block that :func:`supports` accepts.
+
+    With ``D`` the embedding distance, ``U_ab = log(D_ab + ε) − log(Δ_ab + ε)`` and
+    ``n = |N|``: ``S_a = n·Σ_b (U_ab − Ū_a)²`` and ``K_ab = 4 n (U_ab − Ū_a) / (D_ab + ε)``
+    (squared) or ``2 n (U_ab − Ū_a) / ((D_ab + ε)·D_ab)`` (Euclidean), zero for copies and the
+    anchor itself (docs/design.md §1.1-§1.2).  Two (r, n) buffers, about a dozen passes.
+    """
+    from ._block import Terms  # the result type (the general path's module imports this one)
+
+    np = array_module(xp)
+    eps = float(blk.eps)
+    r = blk.anchors.shape[0]
+    others = blk.cols.shape[0] - 1 if blk.dense else blk.cols.shape[0]
+    n = max(others, 0)
+    dtype = blk.anchors.dtype
+    if blk.distances is None:
+        sq = blk.left @ blk.right.T  # the block's own product: written in place below
+        found = refine_pairs(xp, sq, blk, _candidates)
+    else:
+        sq = blk.distances
+        found = None
+    # positions that add no gradient: the diagonal (dense), then the copies
+    if blk.dense:
+        diag = (np.arange(r), blk.ids)
+        sq[diag] = 0
+    zero = _copies(np, sq, found, diag if blk.dense else None)
+    # buffer 1: D (and then D + ε); buffer 2: Δ + ε, then U, U − Ū and K
+    if opts.squared:
+        dist = None
+    elif opts.root_eps == 0:
+        np.sqrt(sq, out=sq)  # sq >= 0 everywhere now
+        dist = sq
+    else:
+        sq += float(blk.root_eps)
+        np.sqrt(sq, out=sq)
+        if blk.dense:
+            sq[diag] = 0  # the anchor itself: distance 0 (not sqrt(root_eps))
+        dist = sq
+    if dist is not None and want_kernel:
+        dist = np.copy(dist)  # the kernel's D (buffer 3, Euclidean only)
+    dpe = sq
+    dpe += eps
+    if blk.label_distances is not None:
+        lab = blk.label_distances + eps  # a new buffer: never write the caller's array
+    else:
+        lab = direct_distances(xp, blk.labels, blk.neighbour_labels, opts.label_metric)
+        if lab.dtype != dtype or callable(opts.label_metric):
+            lab = xp.astype(lab, dtype) + eps  # a callable's array is not ours to write
+        else:
+            lab += eps  # a named metric's distances are a new array
+    if blk.dense:
+        lab[diag] = eps  # Δ_aa = 0 (given or callable label distances may say otherwise)
+    u = lab
+    np.divide(dpe, lab, out=u)
+    np.log(u, out=u)  # U; 0 on the diagonal (log(ε/ε))
+    mean = np.sum(u, axis=1) / (n if n > 0 else 1)
+    u -= mean[:, None]
+    if blk.dense:
+        u[diag] = 0
+    centred = u
+    row_loss = n * _row_squares(np, centred)
+    zeros = np.zeros(r, dtype=dtype)
+    row_loss = row_loss.astype(dtype, copy=False)
+    row_count = zeros + n * (n - 1) / 2
+    if not want_kernel:
+        return Terms(row_loss, row_count, None)
+    kernel = centred
+    if dist is None:
+        np.divide(kernel, dpe, out=kernel)
+        kernel *= 4 * n
+    else:
+        dpe *= dist  # (D + ε)·D; 0 for copies, which are zeroed below
+        if zero is not None:
+            dpe[zero] = 1
+        if blk.dense:
+            dpe[diag] = 1
+        np.divide(kernel, dpe, out=kernel)
+        kernel *= 2 * n
+    if zero is not None:
+        kernel[zero] = 0
+    return Terms(row_loss, row_count, kernel)
+
+
+def _candidates(xp: Namespace, sq: Array, near_row: Array, near_col: Array, ids: Any) -> Any:
+    """An upper bound on the number of near pairs (0 exactly when there are none): pairs
+    within ``near_row[a] + max(near_col)``, one comparison pass with an (r, 1) operand
+    instead of the (r, n) bound of :func:`logratio._near.count_near`; the anchors' pairs
+    with themselves (dense blocks) are not counted."""
+    if sq.shape[1] == 0:
+        return 0
+    np = array_module(xp)
+    near = np.less_equal(sq, (near_row + np.max(near_col))[:, None])
+    count = int(np.count_nonzero(near))
+    if ids is not None:
+        count -= int(np.count_nonzero(near[np.arange(sq.shape[0]), ids]))
+    return count
+
+
+def _copies(np: Any, sq: Array, found: tuple[Array, Array] | None, diag: Any) -> Any:
+    """The positions of the copies among the refined pairs (the diagonal excluded), or
+    None."""
+    if found is None:
+        return None
+    rows, cols = found
+    hit = sq[rows, cols] == 0
+    if diag is not None:
+        hit &= diag[1][rows] != cols
+    if not bool(np.any(hit)):
+        return None
+    return rows[hit], cols[hit]
+
+
+def _row_squares(np: Any, x: Array) -> Array:
+    """``Σ_b x_ab²`` per row without an (r, n) temporary."""
+    return np.einsum("ij,ij->i", x, x)
