@@ -16,6 +16,7 @@ of an anchor over all its triplets a row variance.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -34,6 +35,8 @@ __all__ = [
     "block_distances",
     "block_step",
     "block_terms",
+    "eager_step",
+    "terms_for",
 ]
 
 
@@ -91,16 +94,42 @@ class Step(NamedTuple):
 #: ``step(xp, options, block, want_grad) -> Step``: :func:`block_step` or a compiled version
 StepFn = Callable[[Namespace, LossOptions, BlockArrays, bool], Step]
 
+#: ``evaluate(xp, options, block, want_kernel) -> Terms``: :func:`block_terms` or
+#: :func:`logratio._block_inplace.block_terms_in_place`
+TermsEval = Callable[[Namespace, LossOptions, BlockArrays, bool], Terms]
 
-def block_step(xp: Namespace, options: LossOptions, blk: BlockArrays, want_grad: bool) -> Step:
+
+def terms_for(xp: Namespace, options: LossOptions, mask: Array | None) -> TermsEval:
+    """How to evaluate the blocks of a call: in place for NumPy and CuPy arrays when the
+    call has no mask and includes ties (:mod:`logratio._block_inplace`), else
+    :func:`block_terms`.  Decided once per call, outside any compiled code."""
+    return block_terms_in_place if supports(xp, options, mask) else block_terms
+
+
+def eager_step(xp: Namespace, options: LossOptions, mask: Array | None) -> StepFn:
+    """:func:`block_step` with the evaluation :func:`terms_for` picks."""
+    evaluate = terms_for(xp, options, mask)
+    if evaluate is block_terms:
+        return block_step
+    return functools.partial(block_step, evaluate=evaluate)
+
+
+def block_step(
+    xp: Namespace,
+    options: LossOptions,
+    blk: BlockArrays,
+    want_grad: bool,
+    evaluate: TermsEval | None = None,
+) -> Step:
     """The loss terms of one block of anchors and, with ``want_grad``, their gradient parts.
 
     ``∇f_a += Σ_b K_ab (f_a − f_b) = rowsum(K)·f_a − (K·F)_a`` and
     ``∇f_b −= Σ_a K_ab (f_a − f_b) = colsum(K)·f_b − (Kᵀ·F_A)_b`` (docs/design.md §1.2): two
     r×n×d products, cheaper than forming ``K + Kᵀ`` (a strided pass).  A pure function of
-    arrays: the unit that the PyTorch engine compiles.
+    arrays: the unit that the PyTorch engine compiles.  ``evaluate`` computes the terms
+    (default :func:`block_terms`; :func:`terms_for` picks the in-place evaluation for NumPy).
     """
-    terms = block_terms(xp, options, blk, want_grad)
+    terms = (block_terms if evaluate is None else evaluate)(xp, options, blk, want_grad)
     if not want_grad:
         return Step(terms.row_loss, terms.row_count, None, None)
     k = terms.kernel
@@ -127,8 +156,6 @@ def block_terms(xp: Namespace, opts: LossOptions, blk: BlockArrays, want_kernel:
     copies, and the residual is zero off ``valid`` without masking it (``D`` and the label
     distance both read 0 there).
     """
-    if supports(xp, opts, blk):  # NumPy and CuPy: the same terms, written in place
-        return block_terms_in_place(xp, opts, blk, want_kernel)
     eps = blk.eps
     # D_ab, exact for the pairs near the Gram identity's noise (logratio._near); pairs at
     # D = 0 (copies), the anchor itself and masked-out pairs add no gradient (∇D =

@@ -45,10 +45,10 @@ def array_module(xp: Namespace) -> Any | None:
     return None
 
 
-def supports(xp: Namespace, opts: LossOptions, blk: Any) -> bool:
-    """Whether :func:`block_terms_in_place` computes this block: NumPy or CuPy arrays, no
-    mask, ties included (the general path handles the rest)."""
-    return blk.mask is None and opts.ties == "include" and array_module(xp) is not None
+def supports(xp: Namespace, opts: LossOptions, mask: Array | None) -> bool:
+    """Whether :func:`block_terms_in_place` computes the blocks of a call: NumPy or CuPy
+    arrays, no mask, ties included (the general path handles the rest)."""
+    return mask is None and opts.ties == "include" and array_module(xp) is not None
 
 
 def block_terms_in_place(xp: Namespace, opts: LossOptions, blk: Any, want_kernel: bool) -> Any:

@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 import array_api_compat
 
-from ._block import BlockArrays, StepFn, block_step, block_terms
+from ._block import BlockArrays, StepFn, block_step, eager_step, terms_for
 from ._near import near_bound_factor
 from ._problem import Problem
 from ._validation import Array, Namespace
@@ -171,7 +171,7 @@ def anchor_terms(
     """
     xp, f = p.xp, p.features
     ops = operands(p)
-    step = block_step if step is None else step
+    step = eager_step(xp, p.options, p.mask) if step is None else step
     losses, counts, anchor_parts = [], [], []
     neighbour = scattered = None
     for rows, start in _blocks(p):
@@ -227,9 +227,10 @@ def anchor_tangents(p: Problem, tangent: Array) -> tuple[Array, Array, Array]:
     ops = operands(p)
     nb = slice(None) if p.neighbours is None else p.neighbours
     losses, counts, tangents = [], [], []
+    evaluate = terms_for(xp, p.options, p.mask)
     for rows, start in _blocks(p):
         blk = block_arrays(p, ops, rows, start, None)
-        terms = block_terms(xp, p.options, blk, True)
+        terms = evaluate(xp, p.options, blk, True)
         losses.append(terms.row_loss)
         counts.append(terms.row_count)
         fr, tr, ftr = blk.anchors, _take(xp, t, rows), _take(xp, ft, rows)
