@@ -119,17 +119,18 @@ def block_terms_in_place(xp: Namespace, opts: LossOptions, blk: Any, want_kernel
     if not want_kernel:
         return Terms(row_loss, row_count, None)
     kernel = centred
+    # the general path's order of operations: (c·g) / denominator
     if dist is None:
-        np.divide(kernel, dpe, out=kernel)
         kernel *= 4 * n
+        np.divide(kernel, dpe, out=kernel)
     else:
         dpe *= dist  # (D + ε)·D; 0 for copies, which are zeroed below
         if zero is not None:
             dpe[zero] = 1
         if blk.dense:
             dpe[diag] = 1
-        np.divide(kernel, dpe, out=kernel)
         kernel *= 2 * n
+        np.divide(kernel, dpe, out=kernel)
     if zero is not None:
         kernel[zero] = 0
     return Terms(row_loss, row_count, kernel)

@@ -13,6 +13,7 @@ import array_api_compat.numpy as xnp
 import numpy as np
 import pytest
 
+import logratio
 import logratio._block as block
 import logratio._block_inplace as inplace
 import logratio._dense as dense
@@ -137,3 +138,18 @@ def test_masks_and_excluded_ties_take_the_general_path():
     assert block.terms_for(xnp, LossOptions(), None) is inplace.block_terms_in_place
     assert block.terms_for(xnp, LossOptions(), mask) is block.block_terms
     assert block.eager_step(strict, LossOptions(), None) is block.block_step
+
+
+def test_a_candidate_that_is_not_near():
+    """The one-pass candidate test bounds with the largest neighbour norm: here it flags the
+    query's pair with 1.001, which the exact bound does not call near (nothing to recompute)."""
+    q = np.array([[1.0]])
+    r = np.array([[1e4], [-1e4], [1.001]])
+    yq, yr = np.array([0.0]), np.array([1.0, 2.0, 3.0])
+    f, y = np.concatenate([q, r]), np.concatenate([yq, yr])
+    for options in FORMS[:3]:
+        _compare(f, y, {**options, "num_queries": 1}, block_size=1)
+    got = logratio.reference_log_ratio_loss_and_grad(q, r, yq, yr)
+    want = logratio.reference_log_ratio_loss_and_grad(*(strict.asarray(a) for a in (q, r, yq, yr)))
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=1e-12)
