@@ -7,9 +7,9 @@ XLA) fuses those passes; NumPy and CuPy run each one, and the elementwise passes
 three matrix products, were most of the NumPy time (docs/design.md §4.1).
 
 This module computes the same terms (the same formulas, term for term) where the arrays are
-NumPy's or CuPy's: every elementwise step writes into one of two (r, n) buffers with the
-ufuncs' ``out=``, and the pairs off the formula are handled by position, O(r + copies),
-instead of by a mask:
+NumPy's or CuPy's: every elementwise step writes into one of two (r, n) buffers (three for
+Euclidean distances with the kernel) with the ufuncs' ``out=``, and the pairs off the formula
+are handled by position, O(r + copies), instead of by a mask:
 
 * the anchor's pair with itself (dense blocks) is the diagonal ``(a, ids[a])``;
 * copies (squared distance exactly 0) are all among the near pairs that
@@ -57,7 +57,8 @@ def block_terms_in_place(xp: Namespace, opts: LossOptions, blk: Any, want_kernel
     With ``D`` the embedding distance, ``U_ab = log(D_ab + ε) − log(Δ_ab + ε)`` and
     ``n = |N|``: ``S_a = n·Σ_b (U_ab − Ū_a)²`` and ``K_ab = 4 n (U_ab − Ū_a) / (D_ab + ε)``
     (squared) or ``2 n (U_ab − Ū_a) / ((D_ab + ε)·D_ab)`` (Euclidean), zero for copies and the
-    anchor itself (docs/design.md §1.1-§1.2).  Two (r, n) buffers, about a dozen passes.
+    anchor itself (docs/design.md §1.1-§1.2).  Two (r, n) buffers (a third for Euclidean
+    distances with the kernel), about a dozen passes.
     """
     from ._block import Terms  # the result type (the general path's module imports this one)
 
@@ -113,9 +114,7 @@ def block_terms_in_place(xp: Namespace, opts: LossOptions, blk: Any, want_kernel
         u[diag] = 0
     centred = u
     row_loss = n * _row_squares(np, centred)
-    zeros = np.zeros(r, dtype=dtype)
-    row_loss = row_loss.astype(dtype, copy=False)
-    row_count = zeros + n * (n - 1) / 2
+    row_count = np.full(r, n * (n - 1) / 2, dtype=dtype)
     if not want_kernel:
         return Terms(row_loss, row_count, None)
     kernel = centred
