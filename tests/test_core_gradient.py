@@ -9,7 +9,7 @@ import pytest
 import reference
 import strategies as S
 from assertions import check_gradient
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import logratio
@@ -57,6 +57,10 @@ def test_gradient_matches_finite_differences(squared, case, data):
     jitter = data.draw(S.hnp.arrays(np.float64, f0.shape, elements=st.floats(0.05, 0.45)))
     jitter += 0.5 * np.arange(case.batch)[:, None]
     f = f0 + jitter * unit
+    # the shifts can still cancel a difference of f0 (rows 256 and 247 both become 257.65625):
+    # at a coincidence, central differences carry an error of order step²/ε
+    gaps = np.sqrt(np.sum((f[:, None, :] - f[None, :, :]) ** 2, axis=-1))
+    assume(np.min(gaps + np.diag(np.full(case.batch, np.inf)), initial=np.inf) >= 0.01 * unit)
     _, grad = logratio.log_ratio_loss_and_grad(f, **kw)
 
     def loss(x):
