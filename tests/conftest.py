@@ -10,6 +10,7 @@ backend that cannot be had is skipped with the registry's reason.  Compare its r
 """
 
 import contextlib
+import dataclasses
 import os
 import sys
 from collections.abc import Iterator
@@ -56,8 +57,43 @@ def xp(request) -> Iterator[backends.Backend]:
     elif b.name == "torch":  # the default of a user's call: the engine on
         with _environment(LOGRATIO_COMPILE="1"):
             yield b
+    elif b.name == "jax":
+        yield dataclasses.replace(b, context=_with_room_for_executables(b.context))
     else:
         yield b
+
+
+def _with_room_for_executables(context):
+    """``context``, entered after making room for XLA's executables: each one JAX compiles
+    holds about a hundred memory mappings, and a process that keeps a few hundred (a thorough
+    run compiles a program per shape and option set) reaches the kernel's limit
+    (vm.max_map_count) and dies in the compiler.  Past a quarter of the limit, JAX's caches
+    are cleared (a later call compiles again)."""
+
+    @contextlib.contextmanager
+    def roomy():
+        if _map_count() > _map_limit() // 4:
+            sys.modules["jax"].clear_caches()
+        with context():
+            yield
+
+    return roomy
+
+
+def _map_count() -> int:
+    try:
+        with open("/proc/self/maps") as maps:
+            return sum(1 for _ in maps)
+    except OSError:  # not Linux: nothing to count
+        return 0
+
+
+def _map_limit() -> int:
+    try:
+        with open("/proc/sys/vm/max_map_count") as limit:
+            return int(limit.read())
+    except (OSError, ValueError):
+        return 65530
 
 
 @contextlib.contextmanager
