@@ -65,7 +65,7 @@ def xp(request) -> Iterator[backends.Backend]:
 
 def _with_room_for_executables(context):
     """``context``, entered after making room for XLA's executables: each one JAX compiles
-    holds about a hundred memory mappings, and a process that keeps a few hundred (a thorough
+    holds memory mappings (about a hundred), and a process that keeps a few hundred (a thorough
     run compiles a program per shape and option set) reaches the kernel's limit
     (vm.max_map_count) and dies in the compiler.  Past a quarter of the limit, JAX's caches
     are cleared (a later call compiles again)."""

@@ -60,7 +60,7 @@ def test_gradient_matches_finite_differences(squared, case, data):
     # the shifts can still cancel a difference of f0 (rows 256 and 247 both become 257.65625):
     # at a coincidence, central differences carry an error of order step²/ε
     gaps = np.sqrt(np.sum((f[:, None, :] - f[None, :, :]) ** 2, axis=-1))
-    assume(np.min(gaps + np.diag(np.full(case.batch, np.inf)), initial=np.inf) >= 0.01 * unit)
+    assume(np.all(gaps[~np.eye(case.batch, dtype=bool)] >= 0.01 * unit))
     _, grad = logratio.log_ratio_loss_and_grad(f, **kw)
 
     def loss(x):
