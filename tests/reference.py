@@ -19,6 +19,7 @@ from logratio._reference import label_distances as label_distance_matrix
 from logratio._reference import loss_and_grad
 
 __all__ = [
+    "cancellation_noise",
     "finite_difference_gradient",
     "gradient",
     "gradient_terms_scale",
@@ -79,6 +80,16 @@ def gradient_terms_scale(case, f, reduction: str = "mean", *, magnitudes: bool =
     dl = case.label_distance_matrix()
     _, g = loss_and_grad(f, dl, reduction=red, absolute=True, magnitudes=magnitudes, **kw)
     return float(np.max(g, initial=0.0))
+
+
+def cancellation_noise(case, f, reduction: str, dtype) -> float:
+    """The rounding a gradient component of ``case`` (at embeddings ``f``) may carry in
+    ``dtype`` where its residuals cancel exactly: the centred residuals of a row of equal
+    ``U_ab`` are exactly 0, but their rounded mean (``fl(n·u)/n`` need not be ``u``) leaves
+    residuals of the unit roundoff times the size of the logs ``U`` is a difference of
+    (16 units: a few roundings in each log and in the mean)."""
+    sizes = gradient_terms_scale(case, f, reduction, magnitudes=True)
+    return 16 * float(np.finfo(dtype).eps) * sizes
 
 
 def tangent_rounding(f, dl, t, anchor: int, *, squared=True, eps=1e-6, root_eps=0.0,
