@@ -17,15 +17,23 @@ from logratio.testing import backends
 CPU = [b.name for b in backends.discover(("numpy", "array_api_strict", "torch", "jax"))[0]]
 
 
-def stacked_reference(fq, fr, yq, yr, *, metric="euclidean", pair_mask=None, anchors=None,
-                      **options):  # fmt: skip
-    """Per-anchor losses and the gradient of the sum, by enumeration on [queries; reference]."""
+def stacked(fq, fr, yq, yr, metric, pair_mask):
+    """Embeddings, label distances and the mask of the stacked batch ``[queries; reference]``:
+    each query may pair with reference rows only (those ``pair_mask`` allows)."""
     q, n = fq.shape[0], fr.shape[0]
     f = np.concatenate([fq, fr])
     y = np.concatenate([np.reshape(yq, (q, -1)), np.reshape(yr, (n, yq.size // max(q, 1)))])
     dl = reference.label_distance_matrix(y, metric)
     mask = np.zeros((q + n, q + n), dtype=bool)
     mask[:q, q:] = True if pair_mask is None else pair_mask
+    return f, dl, mask
+
+
+def stacked_reference(fq, fr, yq, yr, *, metric="euclidean", pair_mask=None, anchors=None,
+                      **options):  # fmt: skip
+    """Per-anchor losses and the gradient of the sum, by enumeration on [queries; reference]."""
+    q = fq.shape[0]
+    f, dl, mask = stacked(fq, fr, yq, yr, metric, pair_mask)
     rows = list(range(q)) if anchors is None else list(anchors)
     per = reference.loss(f, dl, anchors=rows, mask=mask, reduction="none", **options)
     counts = [len(reference.triplets(dl, [a], mask, options.get("ties", "include"))) for a in rows]
@@ -38,12 +46,8 @@ def stacked_cancellation_noise(fq, fr, yq, yr, *, metric="euclidean", pair_mask=
     """``reference.cancellation_noise`` of the stacked problem in float64: the rounding of
     a gradient whose residuals cancel exactly (a query with equal residuals to all of its
     reference rows has a gradient of exactly 0, up to the rounding of their mean)."""
-    q, n = fq.shape[0], fr.shape[0]
-    f = np.concatenate([fq, fr])
-    y = np.concatenate([np.reshape(yq, (q, -1)), np.reshape(yr, (n, yq.size // max(q, 1)))])
-    dl = reference.label_distance_matrix(y, metric)
-    mask = np.zeros((q + n, q + n), dtype=bool)
-    mask[:q, q:] = True if pair_mask is None else pair_mask
+    q = fq.shape[0]
+    f, dl, mask = stacked(fq, fr, yq, yr, metric, pair_mask)
     _, sizes = reference.loss_and_grad(
         f, dl, anchors=list(range(q)), mask=mask, reduction="mean", absolute=True,
         magnitudes=True, **options,
