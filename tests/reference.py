@@ -20,6 +20,7 @@ from logratio._reference import loss_and_grad
 
 __all__ = [
     "cancellation_noise",
+    "cancellation_unit",
     "finite_difference_gradient",
     "gradient",
     "gradient_terms_scale",
@@ -88,8 +89,13 @@ def cancellation_noise(case, f, reduction: str, dtype) -> float:
     ``U_ab`` are exactly 0, but their rounded mean (``fl(n·u)/n`` need not be ``u``) leaves
     residuals of the unit roundoff times the size of the logs ``U`` is a difference of
     (16 units: a few roundings in each log and in the mean)."""
-    sizes = gradient_terms_scale(case, f, reduction, magnitudes=True)
-    return 16 * float(np.finfo(dtype).eps) * sizes
+    return cancellation_unit(dtype) * gradient_terms_scale(case, f, reduction, magnitudes=True)
+
+
+def cancellation_unit(dtype) -> float:
+    """The rounding of residuals that cancel exactly, per unit of the size of the logs they
+    are differences of (``magnitudes=True`` terms): 16 machine epsilons of ``dtype``."""
+    return 16 * float(np.finfo(dtype).eps)
 
 
 def tangent_rounding(f, dl, t, anchor: int, *, squared=True, eps=1e-6, root_eps=0.0,

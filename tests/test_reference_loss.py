@@ -52,7 +52,7 @@ def stacked_cancellation_noise(fq, fr, yq, yr, *, metric="euclidean", pair_mask=
         f, dl, anchors=list(range(q)), mask=mask, reduction="mean", absolute=True,
         magnitudes=True, **options,
     )  # fmt: skip
-    return 16 * float(np.finfo(np.float64).eps) * float(np.max(sizes, initial=0.0))
+    return reference.cancellation_unit(np.float64) * float(np.max(sizes, initial=0.0))
 
 
 @st.composite
