@@ -1,40 +1,39 @@
-"""The dense log-ratio loss over every triplet, its closed-form gradient and its JVP.
+"""The engine's loop: a formula over every block of anchors, its gradient and its JVP.
 
 This module is the core every backend runs: pure Array API operations on a
-:class:`~logratio._problem.Problem`.  Two functions are its interface:
+:class:`~logratio._problem.Problem`, for any formula (:mod:`logratio.formula`).  Two
+functions are its interface:
 
 * :func:`loss_and_grad` — the reduced loss and, optionally, its gradient (the reduction's
   scale and the embeddings' dtype applied), or ``Σ_a w_a ∇S_a`` for per-anchor weights;
 * :func:`loss_and_jvp` — the loss and its derivative along a tangent of the embeddings.
 
-The loss over all triplets is a per-row variance of log-ratio residuals (docs/design.md §1.1),
-O(B²(d + p)) time; with ``K_ab`` the derivative of the row's loss with respect to
-``‖f_a − f_b‖²`` (times 2), anchor and neighbour receive ``±K_ab (f_a − f_b)``
-(docs/design.md §1.2).  Anchors are processed in blocks of rows (:func:`_blocks`), each by
-one call of :func:`~logratio._block.block_step`, so the working memory is O(block · B).
+Anchors are processed in blocks of rows (:func:`_blocks`), each by one call of
+:func:`~logratio._block.block_step`, so the working memory is O(block · B); a block's kernel
+becomes the gradient's rows by two products (docs/design.md §7.2).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import NamedTuple
 
 import array_api_compat
 
-from ._block import BlockArrays, StepFn, block_step, eager_step, terms_for
-from ._near import near_bound_factor
+from ._block import StepFn, block_step, eager_step, in_place_terms
+from ._pairs import Operands
 from ._problem import Problem
 from ._validation import Array, Namespace
+from .formula import Block
 
 __all__ = [
-    "Operands",
     "TermsFn",
     "anchor_tangents",
     "anchor_terms",
     "anchor_totals",
     "block_arrays",
     "block_step",
+    "block_values",
     "finish_grad",
     "loss_and_grad",
     "loss_and_jvp",
@@ -43,48 +42,17 @@ __all__ = [
 ]
 
 
-# --------------------------------------------------------------------------- shared operands
-
-
-@dataclass(frozen=True)
-class Operands:
-    """Per-call operands shared by every block: augmented features for one-product distances.
-
-    ``left[a] · right[b] = ‖f_a‖² + ‖f_b‖² − 2 f_a·f_b``, so a block's distances come out of
-    one matrix product with no (r, B) pass to add the norms.
-    """
-
-    left: Array  # (B, d + 2): [−2F | ‖f‖² | 1]
-    right: Array  # (n, d + 2): [F | 1 | ‖f‖²] of the n neighbour rows
-    # the product's rounding noise is below c·(‖f_a‖² + ‖f_b‖²) (docs/design.md §1.3): pairs
-    # whose value is at most near_row[a] + near_col[b] get exact differences (logratio._near)
-    near_row: Array  # (B,) NEAR_FACTOR·c·‖f_a‖²
-    near_col: Array  # (n,) NEAR_FACTOR·c·‖f_b‖² of the neighbours
-    rows: Array  # (B,) arange
-    cols: Array  # (n,) the neighbours' row indices
-    neighbours: Array  # (n, d) the neighbours' features
-    eps: Array  # 0-d: ε
-    root_eps: Array  # 0-d: root_eps
-
-
 def operands(p: Problem) -> Operands:
-    xp, f, norms = p.xp, p.features, p.sq_norms
-    dev = array_api_compat.device(f)
-    ones = xp.ones((p.batch, 1), dtype=f.dtype, device=dev)
-    near = near_bound_factor(xp, f.shape[1], f.dtype)
+    """The per-call operands of the block product (:mod:`logratio._pairs`)."""
     nb = slice(None) if p.neighbours is None else p.neighbours
-    rows = xp.arange(p.batch, device=dev)
-    return Operands(
-        left=xp.concat([-2 * f, norms[:, None], ones], axis=1),
-        right=xp.concat([f, ones, norms[:, None]], axis=1)[nb, ...],
-        near_row=near * norms,
-        near_col=(near * norms)[nb],
-        rows=rows,
-        cols=rows[nb],
-        neighbours=f[nb, ...],
-        eps=xp.asarray(p.options.eps, dtype=f.dtype, device=dev),
-        root_eps=xp.asarray(p.options.root_eps, dtype=f.dtype, device=dev),
-    )
+    return p.pairs.operands(p.xp, p.features, p.row_scale, nb)
+
+
+def block_values(p: Problem) -> tuple[Array, ...]:
+    """The formula's numeric options as 0-d arrays of the compute dtype."""
+    f = p.features
+    dev = array_api_compat.device(f)
+    return tuple(p.xp.asarray(x, dtype=f.dtype, device=dev) for x in p.formula.values())
 
 
 # --------------------------------------------------------------------------- anchor blocks
@@ -117,10 +85,12 @@ def _take(xp: Namespace, x: Array, rows: slice | Array) -> Array:
 
 
 def block_arrays(
-    p: Problem, ops: Operands, rows: slice | Array, start: int, row_weights: Array | None
-) -> BlockArrays:
-    """The :class:`BlockArrays` of the anchors ``rows`` (the block beginning at anchor
-    ``start``): views for a slice, gathers for index anchors."""
+    p: Problem, ops: Operands, rows: slice | Array, start: int, row_weights: Array | None,
+    values: tuple[Array, ...] | None = None,
+) -> Block:  # fmt: skip
+    """The :class:`~logratio.formula.Block` of the anchors ``rows`` (the block beginning at
+    anchor ``start``): views for a slice, gathers for index anchors.  ``values``: the
+    formula's values as arrays (made here when None)."""
     xp = p.xp
     nb = p.neighbours
     labels = nb_labels = lab = mask = weights = None
@@ -134,10 +104,10 @@ def block_arrays(
     left = _take(xp, ops.left, rows)
     if row_weights is not None:
         weights = row_weights[start : start + left.shape[0]]
-    return BlockArrays(
+    return Block(
         left=left,
         right=ops.right,
-        near_row=_take(xp, ops.near_row, rows),
+        near_row=None if ops.near_row is None else _take(xp, ops.near_row, rows),
         near_col=ops.near_col,
         ids=ops.rows[rows] if isinstance(rows, slice) else rows,
         cols=ops.cols,
@@ -148,8 +118,7 @@ def block_arrays(
         neighbour_labels=nb_labels,
         mask=mask,
         weights=weights,
-        eps=ops.eps,
-        root_eps=ops.root_eps,
+        values=block_values(p) if values is None else values,
         dense=nb is None,
         device=array_api_compat.device(p.features),
     )
@@ -162,20 +131,23 @@ def anchor_terms(
     row_weights: Array | None = None,
     step: StepFn | None = None,
 ) -> tuple[Array, Array, Array | None]:
-    """Per-anchor losses ``S_a`` and triplet counts, and optionally ``Σ_a w_a ∇_F S_a``.
+    """Per-anchor losses ``S_a`` and counts, and optionally ``Σ_a w_a ∇_F S_a``.
 
     Returns ``(row_loss (m,), row_count (m,), grad (B, d) in the compute dtype or None)``;
     ``row_weights`` (m,) defaults to ones.  Each block of anchors is one call of ``step``
     (:func:`block_step`, or a compiled version of it: docs/design.md §4); its anchors' part
-    of the gradient goes to their rows, its neighbours' part to every neighbour.
+    of the gradient goes to their rows, its neighbours' part to every neighbour, and the
+    sum is pulled back to the rows as given (:meth:`logratio._pairs.PairOps.pullback`).
     """
     xp, f = p.xp, p.features
     ops = operands(p)
-    step = eager_step(xp, p.options, p.mask) if step is None else step
+    values = block_values(p)
+    step = eager_step(xp, p.formula, p.mask) if step is None else step
     losses, counts, anchor_parts = [], [], []
     neighbour = scattered = None
     for rows, start in _blocks(p):
-        out = step(xp, p.options, block_arrays(p, ops, rows, start, row_weights), want_grad)
+        blk = block_arrays(p, ops, rows, start, row_weights, values)
+        out = step(xp, p.formula, blk, want_grad)
         losses.append(out.row_loss)
         counts.append(out.row_count)
         if not want_grad:
@@ -190,7 +162,9 @@ def anchor_terms(
             scattered = part if scattered is None else scattered + part
     grad = None
     if want_grad:
-        grad = _assemble(p, neighbour, scattered, anchor_parts)
+        grad = p.pairs.pullback(
+            xp, f, p.row_scale, _assemble(p, neighbour, scattered, anchor_parts)
+        )
     return _concat(xp, losses, f), _concat(xp, counts, f), grad
 
 
@@ -215,28 +189,29 @@ def _assemble(
 def anchor_tangents(p: Problem, tangent: Array) -> tuple[Array, Array, Array]:
     """Per-anchor losses and counts, and their derivatives ``dS_a`` along ``tangent``.
 
-    ``dS_a = ⟨∇_F S_a, T⟩ = Σ_b K_ab (f_a − f_b)·(t_a − t_b)`` (docs/design.md §1.2), from two
-    r×B×d products per block of r anchors.  ``tangent`` (B, d) is centred like the features
-    (only differences of rows matter).
+    ``dS_a = Σ_b K_ab dP_ab`` with ``dP`` the pairs' derivatives along the tangent
+    (:meth:`logratio._pairs.PairOps.tangent_pairs`; for squared distances
+    ``(f_a − f_b)·(t_a − t_b)``, docs/design.md §1.2), from two r×B×d products per block of r
+    anchors.
     """
     xp, f = p.xp, p.features
     t = xp.astype(tangent, f.dtype) if tangent.dtype != f.dtype else tangent
-    if p.batch > 0:
-        t = t - xp.mean(t, axis=0)
-    ft = xp.sum(f * t, axis=1)
+    t = p.pairs.tangent(xp, f, p.row_scale, t)
     ops = operands(p)
+    values = block_values(p)
     nb = slice(None) if p.neighbours is None else p.neighbours
+    tn = _take(xp, t, nb)
     losses, counts, tangents = [], [], []
-    evaluate = terms_for(xp, p.options, p.mask)
+    evaluate = p.formula.in_place(xp, p.mask)
     for rows, start in _blocks(p):
-        blk = block_arrays(p, ops, rows, start, None)
-        terms = evaluate(xp, p.options, blk, True)
+        blk = block_arrays(p, ops, rows, start, None, values)
+        if evaluate is not None:
+            terms = in_place_terms(xp, p.formula, blk, evaluate)
+        else:
+            terms = p.formula.terms(xp, blk._replace(pairs=p.pairs.product(xp, blk)), True)
         losses.append(terms.row_loss)
         counts.append(terms.row_count)
-        fr, tr, ftr = blk.anchors, _take(xp, t, rows), _take(xp, ft, rows)
-        fn, tn, ftn = blk.neighbours, _take(xp, t, nb), _take(xp, ft, nb)
-        # (f_a − f_b)·(t_a − t_b) = f_a·t_a + f_b·t_b − f_a·t_b − f_b·t_a
-        pair = ftr[:, None] + ftn[None, :] - fr @ tn.T - tr @ fn.T
+        pair = p.pairs.tangent_pairs(xp, blk.anchors, _take(xp, t, rows), blk.neighbours, tn)
         tangents.append(xp.sum(terms.kernel * pair, axis=1))
     return _concat(xp, losses, f), _concat(xp, counts, f), _concat(xp, tangents, f)
 
@@ -259,7 +234,7 @@ def _concat(xp: Namespace, parts: list[Array], like: Array) -> Array:
 
 def _reduce(p: Problem, row_loss: Array, row_count: Array) -> tuple[Array, Array]:
     """The reduced loss and the factor that scales ``Σ_a ∇S_a`` into its gradient."""
-    xp, reduction = p.xp, p.options.reduction
+    xp, reduction = p.xp, p.reduction
     if reduction == "none":
         return row_loss, xp.ones((), dtype=row_loss.dtype)
     return reduce_totals(xp, reduction, xp.sum(row_loss), xp.sum(row_count))
@@ -333,7 +308,7 @@ def loss_and_grad(
     loss, scale = _reduce(p, row_loss, row_count)
     loss = loss + p.nonfinite
     if grad is not None:
-        grad = finish_grad(p, grad, None if p.options.reduction == "none" else scale)
+        grad = finish_grad(p, grad, None if p.reduction == "none" else scale)
     return loss, grad
 
 
@@ -345,7 +320,7 @@ def loss_and_jvp(
     For ``"mean"`` / ``"sum"`` the derivative is ``⟨∇_F L, T⟩`` from the closed-form gradient;
     for ``"none"`` it is the vector of per-anchor derivatives ``dS_a``.
     """
-    if p.options.reduction == "none":
+    if p.reduction == "none":
         row_loss, _, row_tangent = anchor_tangents(p, tangent + p.nonfinite)
         return row_loss + p.nonfinite, row_tangent
     run = anchor_terms if terms is None else terms

@@ -1,7 +1,7 @@
 """Exact squared distances for the pairs the Gram identity cannot resolve.
 
 A block's squared distances come from one matrix product (``‖a‖² + ‖b‖² − 2a·b``,
-:class:`logratio._dense.Operands`), whose rounding error is up to about
+:class:`logratio._pairs.Operands`), whose rounding error is up to about
 ``0.25·c·(‖a‖² + ‖b‖²)`` with ``c = (4√d + 4)·u`` (u: the unit roundoff; docs/design.md §1.3).
 For a pair much closer than that, the product's value is noise, and ``log`` and the ``1/D``
 of the gradient turn the noise into an error of any size.  Such pairs are exactly the ones
@@ -24,14 +24,11 @@ a compiler fuses), and their count only costs O(count · d).  Eager backends gat
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import array_api_compat
 
 from ._validation import Array, Namespace
-
-if TYPE_CHECKING:
-    from ._block import BlockArrays
+from .formula import Block
 
 __all__ = ["NEAR_FACTOR", "count_near", "near_bound_factor", "refine_near", "refine_pairs"]
 
@@ -78,7 +75,7 @@ def count_near(
     return count
 
 
-def refine_near(xp: Namespace, sq: Array, blk: BlockArrays, count: CountFn | None = None) -> Array:
+def refine_near(xp: Namespace, sq: Array, blk: Block, count: CountFn | None = None) -> Array:
     """``sq`` (the block's Gram values) with the near pairs' exact squared distances.
 
     Modifies and returns ``sq`` on eager backends (it is the block's own product); under JAX
@@ -94,7 +91,7 @@ def refine_near(xp: Namespace, sq: Array, blk: BlockArrays, count: CountFn | Non
 
 
 def refine_pairs(
-    xp: Namespace, sq: Array, blk: BlockArrays, count: CountFn | None = None
+    xp: Namespace, sq: Array, blk: Block, count: CountFn | None = None
 ) -> tuple[Array, Array] | None:
     """:func:`refine_near` for eager backends: writes the near pairs' exact squared distances
     into ``sq`` and returns their positions ``(rows, cols)`` (row-major; in a dense block the
@@ -117,14 +114,14 @@ def refine_pairs(
     return rows, cols
 
 
-def _chunk(blk: BlockArrays) -> int:
+def _chunk(blk: Block) -> int:
     """Pairs recomputed at a time: their (chunk, d) differences are no larger than one
     (r, n) array of the block (and at least 256 pairs)."""
     r, n, d = blk.anchors.shape[0], blk.neighbours.shape[0], blk.anchors.shape[1]
     return max(256, (r * n) // max(d, 1))
 
 
-def _exact(xp: Namespace, blk: BlockArrays, rows: Array, cols: Array) -> Array:
+def _exact(xp: Namespace, blk: Block, rows: Array, cols: Array) -> Array:
     """``Σ_k (f_a − f_b)²`` for the pairs (rows[k], cols[k]) of the block; 0 where it is at
     most ``u²·(‖f_a‖² + ‖f_b‖²)`` (a duplicate up to rounding)."""
     diff = xp.take(blk.anchors, rows, axis=0) - xp.take(blk.neighbours, cols, axis=0)
@@ -135,7 +132,7 @@ def _exact(xp: Namespace, blk: BlockArrays, rows: Array, cols: Array) -> Array:
     return xp.where(exact > (u * u) * norms, exact, xp.zeros_like(exact))
 
 
-def _refine_traced(jnp: Namespace, sq: Array, blk: BlockArrays) -> Array:
+def _refine_traced(jnp: Namespace, sq: Array, blk: Block) -> Array:
     """:func:`refine_near` with static shapes (``jax.jit``): the near pairs are taken
     ``_chunk`` at a time by ``jnp.nonzero(size=...)`` in a ``lax.while_loop``, skipped by a
     ``lax.cond`` when there are none.  The loop runs on stopped gradients and the result

@@ -48,9 +48,9 @@ from torch.autograd.function import once_differentiable
 from . import _dense
 from . import _validation as v
 from ._problem import Inputs, make_problem
-from .options import LossOptions
+from .options import LossOptions, Spec
 
-__all__ = ["GRADIENT_MODES", "log_ratio_loss"]
+__all__ = ["GRADIENT_MODES", "global_batch_loss", "log_ratio_loss"]
 
 Gradient = Literal["ddp-mean", "sum"]
 #: ``gradient=`` choices: how the caller combines the ranks' parameter gradients afterwards.
@@ -107,7 +107,26 @@ def log_ratio_loss(
     Memory and time per rank: O(B_r · B · (d + p)) for the loss, plus the gathered (B, d)
     batch and a (B, d) gradient buffer.
     """
-    opts = LossOptions.from_kwargs(options, "logratio.distributed.log_ratio_loss")
+    spec = LossOptions.from_kwargs(options, "logratio.distributed.log_ratio_loss").spec()
+    return global_batch_loss(
+        embeddings, labels, spec, group=group, gradient=gradient,
+        label_distances=label_distances, anchors=anchors, mask=mask,
+    )  # fmt: skip
+
+
+def global_batch_loss(
+    embeddings: torch.Tensor,
+    labels: Any,
+    spec: Spec,
+    *,
+    group: Any = None,
+    gradient: str = "ddp-mean",
+    label_distances: Any = None,
+    anchors: Any = None,
+    mask: Any = None,
+) -> torch.Tensor:
+    """The loss of any formula (``spec``) over the global batch, from this rank's shard:
+    every loss's distributed entry point calls it.  Arguments as in :func:`log_ratio_loss`."""
     if gradient not in GRADIENT_MODES:
         raise ValueError(f"gradient must be one of {GRADIENT_MODES}; got {gradient!r}")
     if label_distances is not None:
@@ -119,7 +138,7 @@ def log_ratio_loss(
     if mask is not None:
         raise ValueError(
             "mask is not supported by the global-batch loss; use anchors= (this rank's "
-            "anchors, as indices into its shard) or logratio.log_ratio_loss on one process"
+            "anchors, as indices into its shard) or the single-process loss"
         )
     if labels is None:
         raise ValueError("labels are required: pass this rank's labels (B_r,) or (B_r, p)")
@@ -132,10 +151,10 @@ def log_ratio_loss(
     if not (dist.is_available() and dist.is_initialized()):
         raise RuntimeError(
             "torch.distributed is not initialized: call torch.distributed.init_process_group "
-            "first, or use logratio.log_ratio_loss for the batch of one process"
+            "first, or use the single-process loss for the batch of one process"
         )
     want_grad = torch.is_grad_enabled() and embeddings.requires_grad
-    return _GlobalBatchLoss.apply(embeddings, labels, anchors, opts, group, gradient, want_grad)
+    return _GlobalBatchLoss.apply(embeddings, labels, anchors, spec, group, gradient, want_grad)
 
 
 class _GlobalBatchLoss(torch.autograd.Function):
@@ -147,13 +166,13 @@ class _GlobalBatchLoss(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, embeddings, labels, anchors, options, group, gradient, want_grad):
+    def forward(ctx, embeddings, labels, anchors, spec, group, gradient, want_grad):
         shard = _Shard.gather(embeddings, labels, anchors, group)
         inputs, shard.inputs = shard.inputs, None  # the backward keeps only what it saves
-        p = make_problem(inputs, options)
-        ctx.shard, ctx.options, ctx.gradient = shard, options, gradient
+        p = make_problem(inputs, spec)
+        ctx.shard, ctx.spec, ctx.gradient = shard, spec, gradient
         ctx.dtype = embeddings.dtype
-        if options.reduction == "none":
+        if spec.reduction == "none":
             row_loss, _, _ = _dense.anchor_terms(p)
             if want_grad:
                 ctx.save_for_backward(inputs.embeddings, inputs.labels)
@@ -162,7 +181,7 @@ class _GlobalBatchLoss(torch.autograd.Function):
         row_loss, row_count, grad = _dense.anchor_terms(p, want_grad=want_grad)
         totals = torch.stack([row_loss.sum(), row_count.sum()])
         shard.all_reduce(totals)
-        value, scale = _dense.reduce_totals(torch, options.reduction, totals[0], totals[1])
+        value, scale = _dense.reduce_totals(torch, spec.reduction, totals[0], totals[1])
         if want_grad:
             ctx.save_for_backward(_dense.finish_grad(p, grad, scale))
         return value + p.nonfinite
@@ -171,9 +190,9 @@ class _GlobalBatchLoss(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad_value):
         shard = ctx.shard
-        if ctx.options.reduction == "none":
+        if ctx.spec.reduction == "none":
             f, y = ctx.saved_tensors
-            p = make_problem(Inputs(f, y, None, ctx.anchors, None), ctx.options)
+            p = make_problem(Inputs(f, y, None, ctx.anchors, None), ctx.spec)
             _, grad = _dense.loss_and_grad(p, row_weights=grad_value.to(p.features.dtype))
         else:
             (grad,) = ctx.saved_tensors

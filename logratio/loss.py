@@ -26,9 +26,10 @@ from __future__ import annotations
 from typing import Any
 
 from . import _validation as v
+from ._problem import Arrays
 from ._validation import Array
-from .backends import adapter_for
-from .options import LossOptions
+from .backends import call
+from .options import LossOptions, Spec
 
 __all__ = [
     "log_ratio_loss",
@@ -122,7 +123,8 @@ def log_ratio_loss(
         squared=squared, label_metric=label_metric, eps=eps, root_eps=root_eps, ties=ties,
         reduction=reduction, block_size=block_size, compile=compile,
     )  # fmt: skip
-    return _call("loss", embeddings, labels, label_distances, anchors, mask, options, axis_name)
+    arrays = Arrays(embeddings, labels, label_distances, anchors, mask)
+    return call("loss", arrays, options.spec(), axis_name)
 
 
 def log_ratio_loss_and_grad(
@@ -140,10 +142,9 @@ def log_ratio_loss_and_grad(
     all-gather's transpose, a ``psum_scatter``.  Cost: one more B×B×d matrix product than
     the loss alone.
     """
-    options = LossOptions.from_kwargs(options, "log_ratio_loss_and_grad")
-    return _call(
-        "loss_and_grad", embeddings, labels, label_distances, anchors, mask, options, axis_name
-    )
+    spec = LossOptions.from_kwargs(options, "log_ratio_loss_and_grad").spec()
+    arrays = Arrays(embeddings, labels, label_distances, anchors, mask)
+    return call("loss_and_grad", arrays, spec, axis_name)
 
 
 def reference_log_ratio_loss(
@@ -171,11 +172,11 @@ def reference_log_ratio_loss(
       The loss; differentiable with respect to both ``queries`` and ``reference`` under
       PyTorch and JAX.  ``reduction="none"`` gives one value per query (anchor).
     """
-    embeddings, labels, options = _stack_reference(
+    embeddings, labels, spec = _stack_reference(
         queries, reference, query_labels, reference_labels, options
     )
-    adapter = adapter_for(queries)
-    return adapter.loss(embeddings, labels, label_distances, anchors, mask, options)
+    arrays = Arrays(embeddings, labels, label_distances, anchors, mask, queries.shape[0])
+    return call("loss", arrays, spec)
 
 
 def reference_log_ratio_loss_and_grad(
@@ -184,19 +185,19 @@ def reference_log_ratio_loss_and_grad(
 ) -> tuple[Array, Array, Array]:  # fmt: skip
     """:func:`reference_log_ratio_loss` and its closed-form gradients:
     ``(loss, ∂loss/∂queries, ∂loss/∂reference)``."""
-    embeddings, labels, options = _stack_reference(
+    embeddings, labels, spec = _stack_reference(
         queries, reference, query_labels, reference_labels, options
     )
-    adapter = adapter_for(queries)
-    loss, grad = adapter.loss_and_grad(embeddings, labels, label_distances, anchors, mask, options)
+    arrays = Arrays(embeddings, labels, label_distances, anchors, mask, queries.shape[0])
+    loss, grad = call("loss_and_grad", arrays, spec)
     q = queries.shape[0]
     return loss, grad[:q, ...], grad[q:, ...]
 
 
 def _stack_reference(
     queries: Any, reference: Any, query_labels: Any, reference_labels: Any, options: dict
-) -> tuple[Array, Array | None, LossOptions]:
-    """``[queries; reference]``, their labels stacked, and the options with ``num_queries``."""
+) -> tuple[Array, Array | None, Spec]:
+    """``[queries; reference]``, their labels stacked, and the spec of the options."""
     if "num_queries" in options:
         raise TypeError("num_queries is set by the reference loss itself")
     xp = v.namespace(queries, reference, name="queries and reference")
@@ -225,21 +226,5 @@ def _stack_reference(
         if parts[0].shape[1] != parts[1].shape[1]:
             raise ValueError("query_labels and reference_labels must have the same columns")
         labels = xp.concat(parts, axis=0)
-    options = LossOptions.from_kwargs(options, "reference_log_ratio_loss")
-    options = options.replace(num_queries=queries.shape[0])
-    return xp.concat([queries, reference], axis=0), labels, options
-
-
-def _call(method, embeddings, labels, label_distances, anchors, mask, options, axis_name):
-    """The adapter's ``method``; with ``axis_name``, only an adapter of a mapping framework."""
-    adapter = adapter_for(embeddings)
-    fn = getattr(adapter, method)
-    if axis_name is None:
-        return fn(embeddings, labels, label_distances, anchors, mask, options)
-    if not getattr(adapter, "MAPPED_AXES", False):
-        raise ValueError(
-            f"axis_name={axis_name!r} applies to JAX arrays inside jax.shard_map or jax.pmap; "
-            f"got {type(embeddings).__module__}.{type(embeddings).__name__} embeddings.  For "
-            "PyTorch across processes, use logratio.distributed.log_ratio_loss"
-        )
-    return fn(embeddings, labels, label_distances, anchors, mask, options, axis_name=axis_name)
+    spec = LossOptions.from_kwargs(options, "reference_log_ratio_loss").spec()
+    return xp.concat([queries, reference], axis=0), labels, spec

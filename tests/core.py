@@ -22,5 +22,5 @@ def prepare(
     **options: Any,
 ) -> _problem.Problem:
     """The :class:`~logratio._problem.Problem` of a call with keyword options."""
-    arrays = (embeddings, labels, label_distances, anchors, mask)
-    return _problem.prepare(*arrays, options=LossOptions(**options))
+    arrays = _problem.Arrays(embeddings, labels, label_distances, anchors, mask)
+    return _problem.prepare(arrays, LossOptions(**options).spec())

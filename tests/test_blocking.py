@@ -204,8 +204,8 @@ def test_contiguous_anchor_range_equals_its_indices(opts, rows):
 
     f, y = case(13)
     for block in (1, 3, 13):
-        options = LossOptions(**opts, block_size=block)
-        inputs = problem_module.check_inputs(f, y, None, None, None)
+        options = LossOptions(**opts, block_size=block).spec()
+        inputs = problem_module.check_inputs(problem_module.Arrays(f, y))
         indices = inputs._replace(anchors=np.arange(rows.start, rows.stop))
         sliced = _dense.anchor_terms(
             problem_module.make_problem(inputs._replace(anchors=rows), options), want_grad=True

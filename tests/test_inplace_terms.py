@@ -1,10 +1,10 @@
 """The in-place evaluation of a block's terms (NumPy, CuPy) equals the general path's.
 
-:mod:`logratio._block_inplace` handles the pairs off the formula by position instead of by
-mask (docs/design.md §4.1).  Every block of a call is evaluated both ways: the general path
-runs on the same arrays through ``array_api_strict`` (whose namespace takes no ``out=``),
-and per-anchor losses, triplet counts and the kernel ``K`` must agree, on batches with
-copies of the anchor, near pairs, repeated anchors and reference sets.
+:mod:`logratio.formulas._log_ratio_inplace` handles the pairs off the formula by position
+instead of by mask (docs/design.md §4.1). Every block of a call is evaluated both ways: the
+general path runs on the same arrays through ``array_api_strict`` (whose namespace takes no
+``out=``), and per-anchor losses, triplet counts and the kernel ``K`` must agree, on batches
+with copies of the anchor, near pairs, repeated anchors and reference sets.
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ import pytest
 
 import logratio
 import logratio._block as block
-import logratio._block_inplace as inplace
 import logratio._dense as dense
 import logratio._problem as problem
+from logratio._pairs import SqEuclidean
+from logratio.formula import Block
 from logratio.options import LossOptions
 
 strict = pytest.importorskip("array_api_strict")
@@ -33,29 +34,48 @@ def _batch(seed: int, batch: int = 11, dim: int = 3):
     return f, y
 
 
-def _strict_blocks(blk: block.BlockArrays) -> block.BlockArrays:
+def _strict_blocks(blk: Block) -> Block:
     """The same block with every array an ``array_api_strict`` array."""
     fields = {}
     for name, value in blk._asdict().items():
         if isinstance(value, np.ndarray):
             value = strict.asarray(value)
+        elif isinstance(value, tuple) and value and isinstance(value[0], np.ndarray):
+            value = tuple(strict.asarray(x) for x in value)
         fields[name] = value
     fields["device"] = strict.asarray(0.0).device
-    return block.BlockArrays(**fields)
+    return Block(**fields)
+
+
+def _general(formula, blk):
+    """The general path's terms of ``blk``, on ``array_api_strict`` arrays."""
+    sblk = _strict_blocks(blk)
+    return formula.terms(strict, sblk._replace(pairs=SqEuclidean.product(strict, sblk)), True)
+
+
+def _in_place(formula, blk):
+    evaluate = formula.in_place(xnp, None)
+    assert evaluate is not None
+    return block.in_place_terms(xnp, formula, blk, evaluate)
+
+
+def _prepare(f, labels, label_distances, anchors, options):
+    options = dict(options)
+    q = options.pop("num_queries", None)
+    arrays = problem.Arrays(f, labels, label_distances, anchors, None, q)
+    return problem.prepare(arrays, LossOptions(**options).spec())
 
 
 def _compare(f, y, options, label_distances=None, anchors=None, *, block_size=4):
-    opts = LossOptions(**{**options, "block_size": block_size})
     labels = None if label_distances is not None else y
-    p = problem.prepare(f, labels, label_distances, anchors, options=opts)
+    p = _prepare(f, labels, label_distances, anchors, {**options, "block_size": block_size})
     ops = dense.operands(p)
     checked = 0
     for rows, start in dense._blocks(p):
         blk = dense.block_arrays(p, ops, rows, start, None)
-        assert inplace.supports(xnp, opts, p.mask)
-        general = block.block_terms(strict, opts, _strict_blocks(blk), True)
+        general = _general(p.formula, blk)
         # the general path read the block's arrays; the in-place one may write its own
-        mine = inplace.block_terms_in_place(xnp, opts, blk, True)
+        mine = _in_place(p.formula, blk)
         for got, want in zip(mine, general, strict=True):
             np.testing.assert_allclose(got, np.asarray(want), rtol=1e-12, atol=1e-12)
         checked += 1
@@ -116,13 +136,12 @@ def test_float32_near_pairs_agree():
     f[2] = f[0]
     y = np.repeat(rng.uniform(0, 5, 10), 4).astype(np.float32)
     for options in FORMS[:3]:
-        opts = LossOptions(**options, block_size=16)
-        p = problem.prepare(f, y, options=opts)
+        p = _prepare(f, y, None, None, {**options, "block_size": 16})
         ops = dense.operands(p)
         for rows, start in dense._blocks(p):
             blk = dense.block_arrays(p, ops, rows, start, None)
-            general = block.block_terms(strict, opts, _strict_blocks(blk), True)
-            mine = inplace.block_terms_in_place(xnp, opts, blk, True)
+            general = _general(p.formula, blk)
+            mine = _in_place(p.formula, blk)
             for got, want in zip(mine, general, strict=True):
                 want = np.asarray(want)
                 scale = np.max(np.abs(want)) if want.size else 0.0
@@ -131,13 +150,14 @@ def test_float32_near_pairs_agree():
 
 def test_masks_and_excluded_ties_take_the_general_path():
     mask = np.ones((4, 4), dtype=bool)
-    assert inplace.supports(xnp, LossOptions(), None)
-    assert not inplace.supports(xnp, LossOptions(ties="exclude"), None)
-    assert not inplace.supports(xnp, LossOptions(), mask)
-    assert not inplace.supports(strict, LossOptions(), None)
-    assert block.terms_for(xnp, LossOptions(), None) is inplace.block_terms_in_place
-    assert block.terms_for(xnp, LossOptions(), mask) is block.block_terms
-    assert block.eager_step(strict, LossOptions(), None) is block.block_step
+    formula = LossOptions().formula
+    assert formula.in_place(xnp, None) is not None
+    assert LossOptions(ties="exclude").formula.in_place(xnp, None) is None
+    assert formula.in_place(xnp, mask) is None
+    assert formula.in_place(strict, None) is None
+    assert block.eager_step(xnp, formula, None) is not block.block_step
+    assert block.eager_step(xnp, formula, mask) is block.block_step
+    assert block.eager_step(strict, formula, None) is block.block_step
 
 
 def test_a_candidate_that_is_not_near():

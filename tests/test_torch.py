@@ -119,7 +119,7 @@ def test_autograd_records_one_node():
     f.requires_grad_(True)
     loss = logratio.log_ratio_loss(f, y)
     node = loss.grad_fn
-    assert type(node).__name__ == "_LogRatioLossFnForwardBackward"
+    assert type(node).__name__ == "_EngineLossFnForwardBackward"
     parents = [fn for fn, _ in node.next_functions if fn is not None]
     assert len(parents) == 1
     assert type(parents[0]).__name__ == "AccumulateGrad"

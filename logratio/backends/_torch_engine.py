@@ -9,14 +9,15 @@ anchors.  The loop over blocks, the argument checks and the assembly of the grad
 eager: they are O(B·d) and depend on values and Python ints that would otherwise be baked
 into the compiled graph.
 
-One compiled function is kept per *key*: (device type, dtype, options, want_grad and which
-of the block's optional arrays are present).  Each key gets its own copy of the function's
-code object, so Dynamo's per-code cache (and its recompile limit) holds that key's graphs
-only; shapes are dynamic (``dynamic=True``), so a new batch size or the shorter last block
-does not recompile (sizes 0 and 1 are specialised, as Dynamo always does).
+One compiled function is kept per *key*: (the formula's canonical form, device type, dtype,
+want_grad and which of the block's optional arrays are present). Each key gets its own copy
+of the function's code object, so Dynamo's per-code cache (and its recompile limit) holds
+that key's graphs only; shapes are dynamic (``dynamic=True``), so a new batch size or the
+shorter last block does not recompile (sizes 0 and 1 are specialised, as Dynamo always
+does).
 
-``compile=False`` (a :class:`~logratio.options.LossOptions` field, hence a keyword of
-``LogRatioLoss`` and ``log_ratio_loss``) or the environment variable ``LOGRATIO_COMPILE=0``
+``compile=False`` (a :class:`~logratio.options.RunSettings` field, hence a keyword of every
+loss) or the environment variable ``LOGRATIO_COMPILE=0``
 turn the engine off.  If compiling fails (no C++ compiler, an unsupported platform or
 device), the engine warns once, remembers the failure for that key and runs the eager core:
 results are the same, only slower.
@@ -34,9 +35,11 @@ from typing import Any
 import torch
 import torch.fx.experimental._config as _shape_config
 
-from .._block import BlockArrays, Step, block_distances, block_step
+from .._block import Step, block_step
 from .._near import count_near
-from ..options import LossOptions
+from .._pairs import pair_ops
+from ..formula import Block
+from ..options import RunSettings
 
 __all__ = [
     "CUDA_MEMORY_FRACTION",
@@ -66,14 +69,15 @@ class CompileFallbackWarning(RuntimeWarning):
     """The engine could not compile the core and runs it eagerly (the same results)."""
 
 
-def enabled(options: LossOptions, device: torch.device) -> bool:
-    """Whether calls with ``options`` on ``device`` go through the compiled kernel.
+def enabled(run: RunSettings, device: torch.device) -> bool:
+    """Whether calls with the run settings ``run`` on ``device`` go through the compiled
+    kernel.
 
-    ``options.compile`` decides when given; otherwise ``LOGRATIO_COMPILE`` (read on every
-    call, so a test or a script can switch it), on by default for CPU and CUDA tensors.
+    ``run.compile`` decides when given; otherwise ``LOGRATIO_COMPILE`` (read on every call,
+    so a test or a script can switch it), on by default for CPU and CUDA tensors.
     """
-    if options.compile is not None:
-        return options.compile
+    if run.compile is not None:
+        return run.compile
     if os.environ.get(ENV_VAR, "1").strip().lower() in {"0", "false", "off", "no"}:
         return False
     return device.type in {"cpu", "cuda"}
@@ -119,32 +123,35 @@ def reset() -> None:
     _warned = False
 
 
-def run_step(xp: Any, options: LossOptions, blk: BlockArrays, want_grad: bool) -> Step:
+def run_step(xp: Any, formula: Any, blk: Block, want_grad: bool) -> Step:
     """:func:`~logratio._block.block_step`, compiled for this block's key (the eager step
     if compiling that key failed).
 
-    The block's distances are computed first, outside the kernel: their refinement
-    (:mod:`logratio._near`) gathers a data-dependent number of pairs, which a full graph
-    cannot hold; its test for near pairs is compiled on its own (one fused pass).  The
-    product itself is an external call in inductor's graphs either way.
+    The block's pairwise quantity is computed first, outside the kernel: the refinement of
+    squared distances (:mod:`logratio._near`) gathers a data-dependent number of pairs,
+    which a full graph cannot hold; its test for near pairs is compiled on its own (one fused
+    pass).  The product itself is an external call in inductor's graphs either way.
     """
-    count_key = ("count", *_count_key(blk))
-    sq = block_distances(xp, blk, count=_guarded(_compiled_or_none(count_key), count_key))
-    blk = blk._replace(distances=sq)
-    formula = _formula(options)
-    key = _key(formula, blk, want_grad)
+    ops = pair_ops(formula.pairs)
+    count = None
+    if ops.kind == "sqeuclidean":
+        count_key = ("count", *_count_key(blk))
+        count = _guarded(_compiled_or_none(count_key), count_key)
+    blk = blk._replace(pairs=ops.product(xp, blk, count))
+    canonical = _canonical(formula)
+    key = _key(canonical, blk, want_grad)
     fn = _compiled_or_none(key)
     if fn is not None:
         try:
-            return _call(fn, xp, formula, blk, want_grad)
+            return _call(fn, xp, canonical, blk, want_grad)
         except torch.OutOfMemoryError:  # not the compiler's fault: the caller must see it
             raise
         except Exception as err:
             _fail(key, err)
-    return block_step(xp, options, blk, want_grad)
+    return block_step(xp, formula, blk, want_grad)
 
 
-def _count_key(blk: BlockArrays) -> tuple[Any, ...]:
+def _count_key(blk: Block) -> tuple[Any, ...]:
     return (blk.left.device.type, blk.left.dtype, blk.dense)
 
 
@@ -187,23 +194,18 @@ def _fail(key: tuple[Any, ...], err: Exception) -> None:
 _MISSING: Any = object()
 
 
-def _formula(options: LossOptions) -> LossOptions:
-    """Options that differ only in what the step does not read (values it takes from the
-    block, the reduction, block size) map to one object: one set of Dynamo guards."""
-    return _canonical(options.squared, options.root_eps > 0, options.label_metric, options.ties)
-
-
 @functools.lru_cache(maxsize=64)
-def _canonical(squared: bool, root: bool, label_metric: Any, ties: str) -> LossOptions:
-    return LossOptions(
-        squared=squared, label_metric=label_metric, root_eps=1.0 if root else 0.0, ties=ties
-    )
+def _canonical(formula: Any) -> Any:
+    """Formulas that differ only in values the step reads from the block map to one object:
+    one set of Dynamo guards."""
+    return formula.canonical()
 
 
-def _key(formula: LossOptions, blk: BlockArrays, want_grad: bool) -> tuple[Any, ...]:
-    """What a compiled graph depends on besides shapes: the formula (:func:`_formula`), the
-    device, dtype, which optional arrays the block has, and whether it makes a gradient."""
-    names = ("label_distances", "labels", "mask", "weights", "distances")
+def _key(formula: Any, blk: Block, want_grad: bool) -> tuple[Any, ...]:
+    """What a compiled graph depends on besides shapes: the canonical formula (its values
+    come from the block), the device, dtype, which optional arrays the block has, and
+    whether it makes a gradient."""
+    names = ("label_distances", "labels", "mask", "weights")
     present = tuple(getattr(blk, name) is not None for name in names)
     dev = blk.left.device
     return (formula, dev.type, blk.left.dtype, present, blk.dense, want_grad)

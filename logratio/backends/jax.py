@@ -1,6 +1,6 @@
 """JAX adapter: the core's closed-form derivative as a ``jax.custom_jvp`` rule.
 
-:func:`logratio.log_ratio_loss` on a JAX array (or tracer) evaluates the Array API core
+A loss (:mod:`logratio.engine`) on a JAX array (or tracer) evaluates the Array API core
 (:mod:`logratio._dense`) and defines its derivative along a tangent ``T`` of the embeddings as
 
 * ``⟨∇_F L, T⟩`` with the closed-form gradient (docs/design.md §1.2) for ``reduction="mean"`` /
@@ -11,7 +11,7 @@
 Both are linear in ``T``, so JAX transposes them for reverse mode: ``jax.grad`` returns the
 closed-form gradient, ``jax.jvp`` / ``jax.jacfwd`` use the rule directly, and
 ``jax.hessian`` differentiates the rule's primal computations (the core's own operations).
-The options (one :class:`~logratio.options.LossOptions`) are a static argument; labels,
+The spec (one :class:`~logratio.options.Spec`) is a static argument; labels,
 label distances, index anchors and masks are array arguments, so ``jax.vmap`` maps over a
 batch of whole problems.  They are constants of the loss: their tangents are ignored
 (``jax.grad`` with respect to them gives zero).
@@ -36,13 +36,13 @@ import jax.numpy as jnp
 
 from .. import _dense
 from .._block import block_step
-from .._problem import Inputs, check_inputs, make_problem
-from ..options import LossOptions
+from .._problem import Arrays, Inputs, check_inputs, make_problem
+from ..options import Spec
 
-__all__ = ["MAPPED_AXES", "loss", "loss_and_grad"]
+__all__ = ["SUPPORTS_AXIS_NAME", "loss", "loss_and_grad"]
 
 #: ``axis_name=`` is supported: the loss of a global batch sharded over a mapped axis
-MAPPED_AXES = True
+SUPPORTS_AXIS_NAME = True
 
 
 def _scanned_terms(p, *, want_grad=False, row_weights=None, step=None):
@@ -74,11 +74,12 @@ def _scanned_terms(p, *, want_grad=False, row_weights=None, step=None):
     weights = jnp.ones((m,), dtype) if row_weights is None else row_weights.astype(dtype)
     weights = jnp.concatenate([weights, jnp.zeros((pad,), dtype)]).reshape(n_blocks, size)
     first_neighbour = 0 if p.neighbours is None else p.neighbours.start
+    values = _dense.block_values(p)
 
     def body(grad, block):
         rows, w = block
-        blk = _dense.block_arrays(p, ops, rows, 0, None)
-        out = block_step(jnp, p.options, blk._replace(weights=w if want_grad else None), want_grad)
+        blk = _dense.block_arrays(p, ops, rows, 0, None, values)
+        out = block_step(jnp, p.formula, blk._replace(weights=w if want_grad else None), want_grad)
         if want_grad:
             grad = grad.at[rows].add(out.anchor_grad)
             grad = grad.at[first_neighbour:].add(out.neighbour_grad)
@@ -86,6 +87,8 @@ def _scanned_terms(p, *, want_grad=False, row_weights=None, step=None):
 
     grad0 = jnp.zeros_like(f) if want_grad else jnp.zeros((), dtype)
     grad, (losses, counts) = jax.lax.scan(body, grad0, (idx, weights))
+    if want_grad:
+        grad = p.pairs.pullback(jnp, f, p.row_scale, grad)
     return losses.reshape(-1)[:m], counts.reshape(-1)[:m], grad if want_grad else None
 
 
@@ -96,10 +99,11 @@ def _scanned_terms(p, *, want_grad=False, row_weights=None, step=None):
 JAX_BLOCK_ROWS = 512
 
 
-def _problem(inputs: Inputs, options: LossOptions):
-    """:func:`make_problem` with JAX's default block size."""
+def _problem(spec: Spec, num_queries: int | None, arrays: tuple[Any, ...]):
+    """:func:`make_problem` of the checked ``arrays`` with JAX's default block size."""
+    inputs = Inputs(*arrays, num_queries)
     block = max(1, min(inputs.embeddings.shape[0], JAX_BLOCK_ROWS))
-    return make_problem(inputs, options, default_block=block)
+    return make_problem(inputs, spec, default_block=block)
 
 
 def _full_precision():
@@ -108,30 +112,31 @@ def _full_precision():
     return jax.default_matmul_precision("highest")
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
-def _loss(options: LossOptions, *arrays):
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1))
+def _loss(spec: Spec, num_queries: int | None, *arrays):
     with _full_precision():
-        p = _problem(Inputs(*arrays), options)
+        p = _problem(spec, num_queries, arrays)
         return _dense.loss_and_grad(p, want_grad=False, terms=_scanned_terms)[0]
 
 
 @_loss.defjvp
-def _loss_jvp(options: LossOptions, primals, tangents):
+def _loss_jvp(spec: Spec, num_queries: int | None, primals, tangents):
     with _full_precision():
-        p = _problem(Inputs(*primals), options)
+        p = _problem(spec, num_queries, primals)
         return _dense.loss_and_jvp(p, tangents[0], terms=_scanned_terms)
 
 
-def _loss_and_grad(options: LossOptions, *arrays):
+def _loss_and_grad(spec: Spec, num_queries: int | None, *arrays):
     with _full_precision():
-        return _dense.loss_and_grad(_problem(Inputs(*arrays), options), terms=_scanned_terms)
+        p = _problem(spec, num_queries, arrays)
+        return _dense.loss_and_grad(p, terms=_scanned_terms)
 
 
-# Compiled once per (options, shapes, dtypes): an eager call then costs one XLA computation,
-# not one dispatch (and, for each new shape, one compilation) per operation of the core.
+# Compiled once per (spec, shapes, dtypes): an eager call then costs one XLA computation,
+# not one dispatch (and, for each new shape, one compilation) per operation of the engine.
 # Inside a caller's jax.jit they are inlined.
-_loss_jit = jax.jit(_loss, static_argnums=0)
-_loss_and_grad_jit = jax.jit(_loss_and_grad, static_argnums=0)
+_loss_jit = jax.jit(_loss, static_argnums=(0, 1))
+_loss_and_grad_jit = jax.jit(_loss_and_grad, static_argnums=(0, 1))
 
 
 def _asarray(x: Any, name: str) -> Any:
@@ -144,62 +149,58 @@ def _asarray(x: Any, name: str) -> Any:
         raise TypeError(f"{name} could not be converted to a JAX array: {err}") from err
 
 
-def _checked(embeddings, labels, label_distances, anchors, mask, options) -> Inputs:
+def _checked(arrays: Arrays, spec: Spec) -> Inputs:
     """The checked arrays, before tracing: value checks run here when values are concrete.
 
-    Inside the compiled function the core cannot read values, so the checks that need them
+    Inside the compiled function the engine cannot read values, so the checks that need them
     (non-negative label distances, anchors in range) run first, and a boolean ``anchors``
     mask becomes an index array (which needs concrete values: pass indices under jit).
     """
     try:
-        hash(options)
+        hash(spec)
     except TypeError:
+        metric = getattr(spec.formula, "label_metric", None)
         raise TypeError(
             "options must be hashable under JAX (they are static arguments); got an "
-            f"unhashable label_metric {options.label_metric!r}"
+            f"unhashable label_metric {metric!r}"
         ) from None
+    embeddings, labels, label_distances, anchors, mask, q = arrays
     return check_inputs(
-        embeddings,
-        jax.lax.stop_gradient(_asarray(labels, "labels")),
-        jax.lax.stop_gradient(_asarray(label_distances, "label_distances")),
-        anchors if isinstance(anchors, int) else _asarray(anchors, "anchors"),
-        _asarray(mask, "mask"),
-        options.num_queries,
+        Arrays(
+            embeddings,
+            jax.lax.stop_gradient(_asarray(labels, "labels")),
+            jax.lax.stop_gradient(_asarray(label_distances, "label_distances")),
+            anchors if isinstance(anchors, int) else _asarray(anchors, "anchors"),
+            _asarray(mask, "mask"),
+            q,
+        )
     )
 
 
-def loss(
-    embeddings: jax.Array, labels: Any, label_distances: Any, anchors: Any, mask: Any,
-    options: LossOptions, axis_name: Any = None,
-) -> jax.Array:  # fmt: skip
+def loss(arrays: Arrays, spec: Spec, axis_name: Any = None) -> jax.Array:
     """The loss with the closed-form derivative: forward and reverse mode, ``jit``, ``vmap``.
 
     A boolean ``anchors`` mask needs concrete values (outside ``jit``); pass index arrays
     under ``jit``.  With ``axis_name``: the loss of the global batch sharded over that axis.
     """
-    arrays = (embeddings, labels, label_distances, anchors, mask, options, axis_name)
-    return _run(_loss_jit, _sharded_loss_jit, *arrays)
+    return _run(_loss_jit, _sharded_loss_jit, arrays, spec, axis_name)
 
 
-def loss_and_grad(
-    embeddings: jax.Array, labels: Any, label_distances: Any, anchors: Any, mask: Any,
-    options: LossOptions, axis_name: Any = None,
-) -> tuple[jax.Array, jax.Array]:  # fmt: skip
-    """``(loss, grad)`` from one evaluation of the core; equal to ``jax.value_and_grad`` of
+def loss_and_grad(arrays: Arrays, spec: Spec, axis_name: Any = None) -> tuple[jax.Array, jax.Array]:
+    """``(loss, grad)`` from one evaluation of the engine; equal to ``jax.value_and_grad`` of
     :func:`loss` for the reduced losses.  With ``axis_name``, the gradient of the global loss
     with respect to this device's shard."""
-    arrays = (embeddings, labels, label_distances, anchors, mask, options, axis_name)
-    return _run(_loss_and_grad_jit, _sharded_loss_and_grad_jit, *arrays)
+    return _run(_loss_and_grad_jit, _sharded_loss_and_grad_jit, arrays, spec, axis_name)
 
 
-def _run(plain, sharded, embeddings, labels, label_distances, anchors, mask, options, axis_name):
+def _run(plain, sharded, arrays: Arrays, spec: Spec, axis_name: Any):
     """``plain`` on the checked arrays, or ``sharded`` on those gathered over ``axis_name``."""
     if axis_name is None:
-        arrays = _checked(embeddings, labels, label_distances, anchors, mask, options)
-        return plain(options, *arrays)
-    _refuse_unshardable(labels, label_distances, mask)
-    arrays = _checked(embeddings, labels, None, anchors, None, options)
-    return sharded(options, axis_name, *_gathered(arrays, axis_name))
+        checked = _checked(arrays, spec)
+        return plain(spec, checked.num_queries, *checked[:5])
+    _refuse_unshardable(arrays.labels, arrays.label_distances, arrays.mask)
+    checked = _checked(arrays._replace(label_distances=None, mask=None), spec)
+    return sharded(spec, axis_name, *_gathered(checked, axis_name)[:5])
 
 
 # --------------------------------------------------------------------------- a sharded batch
@@ -229,46 +230,47 @@ def _gathered(local: Inputs, axis_name: Any) -> Inputs:
         None,
         anchors + start,
         None,
+        None,
     )
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
-def _totals(options: LossOptions, *arrays):
+def _totals(spec: Spec, *arrays):
     """``(Σ_a S_a, Σ_a T_a)`` over the anchors of ``arrays``, differentiable in the first."""
     with _full_precision():
-        p = _problem(Inputs(*arrays), options)
+        p = _problem(spec, None, arrays)
         total, count, _ = _dense.anchor_totals(p, terms=_scanned_terms)
         return total, count
 
 
 @_totals.defjvp
-def _totals_jvp(options: LossOptions, primals, tangents):
+def _totals_jvp(spec: Spec, primals, tangents):
     with _full_precision():
-        p = _problem(Inputs(*primals), options)
+        p = _problem(spec, None, primals)
         total, count, d_total = _dense.anchor_totals(p, tangents[0], terms=_scanned_terms)
         return (total, count), (d_total, jnp.zeros_like(count))
 
 
-def _sharded_loss(options: LossOptions, axis_name: Any, *arrays):
-    if options.reduction == "none":
-        return _loss(options, *arrays)
-    total, count = _totals(options, *arrays)
+def _sharded_loss(spec: Spec, axis_name: Any, *arrays):
+    if spec.reduction == "none":
+        return _loss(spec, None, *arrays)
+    total, count = _totals(spec, *arrays)
     total = jax.lax.psum(total, axis_name)
     count = jax.lax.stop_gradient(jax.lax.psum(count, axis_name))
-    return _dense.reduce_totals(jnp, options.reduction, total, count)[0]
+    return _dense.reduce_totals(jnp, spec.reduction, total, count)[0]
 
 
-def _sharded_loss_and_grad(options: LossOptions, axis_name: Any, *arrays):
+def _sharded_loss_and_grad(spec: Spec, axis_name: Any, *arrays):
     with _full_precision():
-        p = _problem(Inputs(*arrays), options)
+        p = _problem(spec, None, arrays)
         row_loss, row_count, grad = _scanned_terms(p, want_grad=True)
-        if options.reduction == "none":
+        if spec.reduction == "none":
             value, scale = row_loss + p.nonfinite, None
         else:
             # the guard before the psum: the total is then typed as replicated over the axis
             total = jax.lax.psum(jnp.sum(row_loss) + p.nonfinite, axis_name)
             count = jax.lax.psum(jnp.sum(row_count), axis_name)
-            value, scale = _dense.reduce_totals(jnp, options.reduction, total, count)
+            value, scale = _dense.reduce_totals(jnp, spec.reduction, total, count)
         grad = _dense.finish_grad(p, grad, scale)
         return value, jax.lax.psum_scatter(grad, axis_name, scatter_dimension=0, tiled=True)
 

@@ -27,18 +27,23 @@ differentiable operations; forward mode (``torch.func.jvp``) uses the core's JVP
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from typing import Any
 
 import torch
 
 from .. import _dense
 from .. import _validation as v
-from .._problem import prepare
+from .._problem import Arrays, prepare
 from ..distances import direct_distances
-from ..options import LossOptions
+from ..formula import decode, encode
+from ..options import LossOptions, RunSettings, Spec
 from . import _torch_engine as _engine
 
-__all__ = ["LogRatioLoss", "loss", "loss_and_grad"]
+__all__ = ["SUPPORTS_AXIS_NAME", "LogRatioLoss", "loss", "loss_and_grad"]
+
+SUPPORTS_AXIS_NAME = False
 
 
 # --------------------------------------------------------------------------- the opaque kernel
@@ -51,35 +56,31 @@ def _loss_and_grad_op(
     label_distances: torch.Tensor | None,
     anchors: torch.Tensor | None,
     mask: torch.Tensor | None,
-    squared: bool,
-    label_metric: str,
-    eps: float,
-    root_eps: float,
-    ties: str,
+    num_queries: int | None,
+    formula: str,
+    words: str,
+    numbers: list[int | float | bool],
     reduction: str,
     block_size: int | None,
-    num_queries: int | None,
     compile: bool | None,
     want_grad: bool,
     row_weights: torch.Tensor | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The reduced loss and, if ``want_grad``, its gradient (:func:`logratio._dense.loss_and_grad`).
 
-    The options arrive unpacked (:meth:`LossOptions.schema`); the gradient has the embeddings'
-    dtype, and is an empty tensor without ``want_grad``.  ``row_weights`` (m,) are the
-    upstream weights of ``reduction="none"``.  Each block of anchors runs through the engine
-    (:mod:`logratio.backends._torch_engine`) unless it is switched off.
+    The spec arrives as plain values (:func:`_schema`): the formula encoded
+    (:func:`logratio.formula.encode`), the reduction and the run settings.  The gradient has
+    the embeddings' dtype, and is an empty tensor without ``want_grad``.  ``row_weights``
+    (m,) are the upstream weights of ``reduction="none"``.  Each block of anchors runs
+    through the engine (:mod:`logratio.backends._torch_engine`) unless it is switched off.
     """
-    options = LossOptions.from_schema(
-        squared, label_metric, eps, root_eps, ties, reduction, block_size, num_queries, compile
-    )
+    spec = _spec(formula, words, tuple(numbers), reduction, block_size, compile)
     batch = embeddings.shape[0] if embeddings.ndim == 2 else 0  # else: refused by prepare
     itemsize = 8 if embeddings.dtype == torch.float64 else 4  # the compute dtype's
     block = _engine.block_size_for(embeddings.device, batch, itemsize)
-    p = prepare(
-        embeddings, labels, label_distances, anchors, mask, options=options, default_block=block
-    )
-    step = _engine.run_step if _engine.enabled(options, embeddings.device) else None
+    arrays = Arrays(embeddings, labels, label_distances, anchors, mask, num_queries)
+    p = prepare(arrays, spec, default_block=block)
+    step = _engine.run_step if _engine.enabled(spec.run, embeddings.device) else None
     loss, grad = _dense.loss_and_grad(p, want_grad=want_grad, row_weights=row_weights, step=step)
     if grad is None:
         grad = embeddings.new_empty((0,))
@@ -90,8 +91,8 @@ def _loss_and_grad_op(
 
 @_loss_and_grad_op.register_fake
 def _loss_and_grad_fake(
-    embeddings, labels, label_distances, anchors, mask, squared, label_metric, eps, root_eps,
-    ties, reduction, block_size, num_queries, compile, want_grad, row_weights,
+    embeddings, labels, label_distances, anchors, mask, num_queries, formula, words, numbers,
+    reduction, block_size, compile, want_grad, row_weights,
 ):  # fmt: skip
     dtype = torch.float32 if embeddings.dtype in (torch.float16, torch.bfloat16) else None
     if reduction != "none":
@@ -106,32 +107,51 @@ def _loss_and_grad_fake(
     return embeddings.new_empty(shape, dtype=dtype), embeddings.new_empty(grad_shape)
 
 
+def _schema(spec: Spec) -> tuple[Any, ...]:
+    """The spec as the op's plain arguments (``formula`` … ``compile``)."""
+    return (*encode(spec.formula), spec.reduction, spec.run.block_size, spec.run.compile)
+
+
+@functools.lru_cache(maxsize=256)
+def _spec(
+    formula: str, words: str, numbers: tuple[Any, ...], reduction: str, block_size: int | None,
+    compile: bool | None,
+) -> Spec:  # fmt: skip
+    """The inverse of :func:`_schema` (cached: a repeated spec is validated once)."""
+    return Spec(decode(formula, words, numbers), reduction, RunSettings(block_size, compile))
+
+
+def _op(arrays: tuple[Any, ...], num_queries: int | None, spec: Spec, want_grad: bool,
+        row_weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    return _loss_and_grad_op(*arrays, num_queries, *_schema(spec), want_grad, row_weights)
+
+
 # --------------------------------------------------------------------------- the autograd rule
 
 
-class _LogRatioLossFn(torch.autograd.Function):
+class _EngineLossFn(torch.autograd.Function):
     """``loss = L(embeddings)`` with the closed-form ``∂L/∂embeddings`` as its derivative.
 
     Reverse mode: the gradient saved by the forward (or, for ``reduction="none"``, evaluated
     with the upstream weights).  When the backward itself is being recorded
     (``create_graph=True``, ``torch.func`` transforms), the gradient is recomputed with the
-    core's own differentiable operations, so that second derivatives (gradient penalties,
+    engine's own differentiable operations, so that second derivatives (gradient penalties,
     ``torch.func.hessian``, ``gradgradcheck``) are exact.  Forward mode (``torch.func.jvp``,
     ``jacfwd``): :func:`logratio._dense.loss_and_jvp`.
     """
 
     @staticmethod
-    def forward(embeddings, labels, label_distances, anchors, mask, options, want_grad):
-        return _loss_and_grad_op(
-            embeddings, labels, label_distances, anchors, mask, *options.schema(), want_grad, None
-        )
+    def forward(embeddings, labels, label_distances, anchors, mask, num_queries, spec, want_grad):
+        arrays = (embeddings, labels, label_distances, anchors, mask)
+        return _op(arrays, num_queries, spec, want_grad)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        embeddings, labels, label_distances, anchors, mask, options, want_grad = inputs
+        embeddings, labels, label_distances, anchors, mask, num_queries, spec, want_grad = inputs
         _, grad = output
         ctx.mark_non_differentiable(grad)
-        ctx.options = options
+        ctx.spec = spec
+        ctx.num_queries = num_queries
         ctx.grad_saved = want_grad
         arrays = (embeddings, labels, label_distances, anchors, mask)
         ctx.save_for_backward(*arrays, grad if want_grad else None)
@@ -140,21 +160,22 @@ class _LogRatioLossFn(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_loss, _grad_of_grad):
         *arrays, grad = ctx.saved_tensors
-        reduction = ctx.options.reduction
+        reduction = ctx.spec.reduction
         weights = grad_loss if reduction == "none" else None
         if torch.is_grad_enabled():  # the backward is recorded: keep it differentiable
-            p = prepare(*arrays, options=ctx.options)
+            p = prepare(Arrays(*arrays, ctx.num_queries), ctx.spec)
             _, grad = _dense.loss_and_grad(p, want_grad=True, row_weights=weights)
         elif not ctx.grad_saved:
-            _, grad = _loss_and_grad_op(*arrays, *ctx.options.schema(), True, weights)
+            _, grad = _op(tuple(arrays), ctx.num_queries, ctx.spec, True, weights)
         if reduction != "none":
             grad = grad * grad_loss.to(grad.dtype)
-        return grad, None, None, None, None, None, None
+        return grad, None, None, None, None, None, None, None
 
     @staticmethod
-    def vmap(info, in_dims, embeddings, labels, label_distances, anchors, mask, options, want):
-        """``torch.func.vmap``: one evaluation per problem of the batch (the core handles one
-        problem at a time); outputs stacked along dimension 0."""
+    def vmap(info, in_dims, embeddings, labels, label_distances, anchors, mask, num_queries,
+             spec, want):  # fmt: skip
+        """``torch.func.vmap``: one evaluation per problem of the batch (the engine handles
+        one problem at a time); outputs stacked along dimension 0."""
         arrays = (embeddings, labels, label_distances, anchors, mask)
         outs = []
         for k in range(info.batch_size):
@@ -162,14 +183,14 @@ class _LogRatioLossFn(torch.autograd.Function):
                 x if x is None or d is None else x.select(d, k)
                 for x, d in zip(arrays, in_dims[:5], strict=True)
             ]
-            outs.append(_LogRatioLossFnForward.apply(*one, options, want))
+            outs.append(_EngineLossFnForward.apply(*one, num_queries, spec, want))
         loss = torch.stack([o[0] for o in outs])
         grad = torch.stack([o[1] for o in outs])
         return (loss, grad), (0, 0)
 
 
-class _LogRatioLossFnForward(_LogRatioLossFn):
-    """:class:`_LogRatioLossFn` with forward mode, for eager calls (Dynamo cannot trace an
+class _EngineLossFnForward(_EngineLossFn):
+    """:class:`_EngineLossFn` with forward mode, for eager calls (Dynamo cannot trace an
     ``autograd.Function`` that defines ``jvp``: compiled graphs use the class above)."""
 
     @staticmethod
@@ -177,8 +198,8 @@ class _LogRatioLossFnForward(_LogRatioLossFn):
         embeddings, labels, label_distances, anchors, mask = ctx.saved_tensors
         if tangent is None:
             tangent = torch.zeros_like(embeddings)
-        p = prepare(embeddings, labels, label_distances, anchors, mask, options=ctx.options)
-        _, out = _dense.loss_and_jvp(p, tangent)
+        arrays = Arrays(embeddings, labels, label_distances, anchors, mask, ctx.num_queries)
+        _, out = _dense.loss_and_jvp(prepare(arrays, ctx.spec), tangent)
         return out, None
 
 
@@ -199,25 +220,19 @@ def _tensor(x: Any, name: str, device: torch.device) -> torch.Tensor | None:
         ) from err
 
 
-def _op_arguments(
-    embeddings: torch.Tensor,
-    labels: Any,
-    label_distances: Any,
-    anchors: Any,
-    mask: Any,
-    options: LossOptions,
-) -> tuple[tuple[torch.Tensor | None, ...], LossOptions]:
-    """The custom op's tensor arguments, and options its schema can carry.
+def _op_arguments(arrays: Arrays, spec: Spec) -> tuple[tuple[torch.Tensor | None, ...], Spec]:
+    """The custom op's tensor arguments, and a spec its schema can carry.
 
     Arrays become tensors on the embeddings' device; the op checks them.  A callable
     ``label_metric`` cannot cross the schema: its label distances are computed here (by the
-    core's helper) and enter the op as ``label_distances``.
+    engine's helper) and enter the op as ``label_distances``.
     """
+    embeddings, labels, label_distances, anchors, mask, q = arrays
     if not isinstance(embeddings, torch.Tensor):
         raise TypeError(
-            "embeddings must be a torch.Tensor for the PyTorch loss (LogRatioLoss); got "
-            f"{type(embeddings).__module__}.{type(embeddings).__name__} (use "
-            "logratio.log_ratio_loss for other arrays)"
+            "embeddings must be a torch.Tensor for the PyTorch loss; got "
+            f"{type(embeddings).__module__}.{type(embeddings).__name__} (use the functional "
+            "losses, e.g. logratio.log_ratio_loss, for other arrays)"
         )
     if embeddings.layout != torch.strided:
         raise TypeError(
@@ -231,51 +246,55 @@ def _op_arguments(
     dev = embeddings.device
     labels = _tensor(labels, "labels", dev)
     label_distances = _tensor(label_distances, "label_distances", dev)
-    if callable(options.label_metric):
+    metric = getattr(spec.formula, "label_metric", None)
+    if callable(metric):
         if labels is not None and label_distances is None:
             xp = v.namespace(embeddings, name="embeddings")
             v.embeddings_2d(xp, embeddings)
             dtype = v.compute_dtype(xp, embeddings)
             y = v.labels_for(xp, labels, embeddings.shape[0], embeddings, dtype)
-            q = options.num_queries
             rows, cols = (y, y) if q is None else (y[:q, ...], y[q:, ...])
-            label_distances, labels = direct_distances(xp, rows, cols, options.label_metric), None
+            label_distances, labels = direct_distances(xp, rows, cols, metric), None
         # unused: the op sees label distances (or reports passing both)
-        options = options.replace(label_metric="euclidean")
+        spec = spec._replace(formula=_named_metric(spec.formula))
     tensors = (
+        embeddings,
         labels,
         label_distances,
         _tensor(anchors, "anchors", dev),
         _tensor(mask, "mask", dev),
     )
-    return tensors, options
+    return tensors, spec
 
 
-def loss(
-    embeddings: torch.Tensor, labels: Any, label_distances: Any, anchors: Any, mask: Any,
-    options: LossOptions,
-) -> torch.Tensor:  # fmt: skip
+def _named_metric(formula: Any) -> Any:
+    """``formula`` with its callable ``label_metric`` replaced by the field's default."""
+    default = next(f.default for f in dataclasses.fields(formula) if f.name == "label_metric")
+    return dataclasses.replace(formula, label_metric=default)
+
+
+def loss(arrays: Arrays, spec: Spec, axis_name: Any = None) -> torch.Tensor:
     """The loss as a differentiable tensor: its backward is the closed-form gradient.
 
     Labels, label distances, anchors and masks may be tensors, NumPy arrays or lists; they
     move to the embeddings' device and are treated as constants.
     """
-    tensors, options = _op_arguments(embeddings, labels, label_distances, anchors, mask, options)
+    tensors, spec = _op_arguments(arrays, spec)
+    embeddings = tensors[0]
     # the gradient of reduction="none" depends on the upstream vector: the backward computes it
-    want_grad = torch.is_grad_enabled() and embeddings.requires_grad and options.reduction != "none"
-    fn = _LogRatioLossFn if torch.compiler.is_compiling() else _LogRatioLossFnForward
-    value, _ = fn.apply(embeddings, *tensors, options, want_grad)
+    want_grad = torch.is_grad_enabled() and embeddings.requires_grad and spec.reduction != "none"
+    fn = _EngineLossFn if torch.compiler.is_compiling() else _EngineLossFnForward
+    value, _ = fn.apply(*tensors, arrays.num_queries, spec, want_grad)
     return value
 
 
 def loss_and_grad(
-    embeddings: torch.Tensor, labels: Any, label_distances: Any, anchors: Any, mask: Any,
-    options: LossOptions,
-) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    arrays: Arrays, spec: Spec, axis_name: Any = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``(loss, ∂loss/∂embeddings)`` as plain tensors, without an autograd graph."""
-    tensors, options = _op_arguments(embeddings, labels, label_distances, anchors, mask, options)
+    tensors, spec = _op_arguments(arrays, spec)
     with torch.no_grad():
-        return _loss_and_grad_op(embeddings, *tensors, *options.schema(), True, None)
+        return _op(tensors, arrays.num_queries, spec, True)
 
 
 _UNSET: Any = object()
@@ -349,7 +368,8 @@ class LogRatioLoss(torch.nn.Module):
                 mask=mask,
                 **self.options.user_options(),
             )
-        return loss(embeddings, labels, label_distances, anchors, mask, self.options)
+        arrays = Arrays(embeddings, labels, label_distances, anchors, mask)
+        return loss(arrays, self.options.spec())
 
     def extra_repr(self) -> str:
         o = self.options

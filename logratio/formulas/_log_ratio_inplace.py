@@ -1,10 +1,11 @@
 """The block kernel's terms in the fewest passes, for arrays that can be written in place.
 
-:func:`logratio._block.block_terms` is written for every Array API namespace: each step makes
-a new (r, n) array, and the pairs that add no gradient (the anchor with itself, copies,
-masked-out pairs) are masked with ``where`` over whole (r, n) arrays.  A compiler (inductor,
-XLA) fuses those passes; NumPy and CuPy run each one, and the elementwise passes, not the
-three matrix products, were most of the NumPy time (docs/design.md §4.1).
+:meth:`logratio.formulas.log_ratio.LogRatio.terms` is written for every Array API namespace:
+each step makes a new (r, n) array, and the pairs that add no gradient (the anchor with
+itself, copies, masked-out pairs) are masked with ``where`` over whole (r, n) arrays. A
+compiler (inductor, XLA) fuses those passes; NumPy and CuPy run each one, and the
+elementwise passes, not the three matrix products, were most of the NumPy time
+(docs/design.md §4.1).
 
 This module computes the same terms (the same formulas, term for term) where the arrays are
 NumPy's or CuPy's: every elementwise step writes into one of two (r, n) buffers (three for
@@ -18,7 +19,7 @@ are handled by position, O(r + copies), instead of by a mask:
 
 So after the diagonal is set to 0, ``sq`` is ``where(keep, sq, 0)`` of the general path
 without a pass.  Blocks with a mask or ``ties="exclude"`` take the general path
-(:func:`supports`).
+(:meth:`~logratio.formulas.log_ratio.LogRatio.in_place` decides).
 """
 
 from __future__ import annotations
@@ -28,12 +29,11 @@ from typing import Any
 
 import array_api_compat
 
-from ._near import refine_pairs
-from ._validation import Array, Namespace
-from .distances import direct_distances
-from .options import LossOptions
+from .._validation import Array, Namespace
+from ..distances import direct_distances
+from ..formula import Block, Terms
 
-__all__ = ["array_module", "block_terms_in_place", "supports"]
+__all__ = ["array_module", "terms_in_place"]
 
 
 def array_module(xp: Namespace) -> Any | None:
@@ -45,14 +45,9 @@ def array_module(xp: Namespace) -> Any | None:
     return None
 
 
-def supports(xp: Namespace, opts: LossOptions, mask: Array | None) -> bool:
-    """Whether :func:`block_terms_in_place` computes the blocks of a call: NumPy or CuPy
-    arrays, no mask, ties included (the general path handles the rest)."""
-    return mask is None and opts.ties == "include" and array_module(xp) is not None
-
-
-def block_terms_in_place(xp: Namespace, opts: LossOptions, blk: Any, want_kernel: bool) -> Any:
-    """:func:`logratio._block.block_terms` for a block that :func:`supports` accepts.
+def terms_in_place(xp: Namespace, opts: Any, blk: Block, want_kernel: bool) -> Terms:
+    """:func:`logratio.formulas.log_ratio.LogRatio.terms` for NumPy or CuPy arrays, no mask
+    and ties included, writing ``blk.pairs`` (the block's own product) in place.
 
     With ``D`` the embedding distance, ``U_ab = log(D_ab + ε) − log(Δ_ab + ε)`` and
     ``n = |N|``: ``S_a = n·Σ_b (U_ab − Ū_a)²`` and ``K_ab = 4 n (U_ab − Ū_a) / (D_ab + ε)``
@@ -60,20 +55,14 @@ def block_terms_in_place(xp: Namespace, opts: LossOptions, blk: Any, want_kernel
     anchor itself (docs/design.md §1.1-§1.2).  Two (r, n) buffers (a third for Euclidean
     distances with the kernel), about a dozen passes.
     """
-    from ._block import Terms  # the result type (the general path's module imports this one)
-
     np = array_module(xp)
-    eps = float(blk.eps)
+    eps = float(blk.values[0])
+    root_eps = float(blk.values[1])
     r = blk.anchors.shape[0]
     others = blk.cols.shape[0] - 1 if blk.dense else blk.cols.shape[0]
     n = max(others, 0)
     dtype = blk.anchors.dtype
-    if blk.distances is None:
-        sq = blk.left @ blk.right.T  # the block's own product: written in place below
-        found = refine_pairs(xp, sq, blk, _candidates)
-    else:
-        sq = blk.distances
-        found = None
+    sq, found = blk.pairs, blk.refined
     # positions that add no gradient: the diagonal (dense), then the copies
     if blk.dense:
         diag = (np.arange(r), blk.ids)
@@ -86,7 +75,7 @@ def block_terms_in_place(xp: Namespace, opts: LossOptions, blk: Any, want_kernel
         np.sqrt(sq, out=sq)  # sq >= 0 everywhere now
         dist = sq
     else:
-        sq += float(blk.root_eps)
+        sq += root_eps
         np.sqrt(sq, out=sq)
         if blk.dense:
             sq[diag] = 0  # the anchor itself: distance 0 (not sqrt(root_eps))
@@ -133,21 +122,6 @@ def block_terms_in_place(xp: Namespace, opts: LossOptions, blk: Any, want_kernel
     if zero is not None:
         kernel[zero] = 0
     return Terms(row_loss, row_count, kernel)
-
-
-def _candidates(xp: Namespace, sq: Array, near_row: Array, near_col: Array, ids: Any) -> Any:
-    """An upper bound on the number of near pairs (0 exactly when there are none): pairs
-    within ``near_row[a] + max(near_col)``, one comparison pass with an (r, 1) operand
-    instead of the (r, n) bound of :func:`logratio._near.count_near`; the anchors' pairs
-    with themselves (dense blocks) are not counted."""
-    if sq.shape[1] == 0:
-        return 0
-    np = array_module(xp)
-    near = np.less_equal(sq, (near_row + np.max(near_col))[:, None])
-    count = int(np.count_nonzero(near))
-    if ids is not None:
-        count -= int(np.count_nonzero(near[np.arange(sq.shape[0]), ids]))
-    return count
 
 
 def _copies(np: Any, sq: Array, found: tuple[Array, Array] | None, diag: Any) -> Any:
