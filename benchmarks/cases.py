@@ -96,9 +96,10 @@ def core_loss_and_grad(embeddings: Any, labels: Any, want_grad: bool = True) -> 
     On tensors that require grad, autograd records the core's own operations; under
     ``torch.compile`` the whole evaluation is one graph for inductor to fuse.
     """
-    from logratio import _dense, _problem
+    from logratio import LossOptions, _dense, _problem
 
-    return _dense.loss_and_grad(_problem.prepare(embeddings, labels), want_grad=want_grad)
+    p = _problem.prepare(_problem.Arrays(embeddings, labels), LossOptions().spec())
+    return _dense.loss_and_grad(p, want_grad=want_grad)
 
 
 def _waiter(backend: backends.Backend) -> Callable[[Any], Any]:

@@ -6,7 +6,7 @@ asks embedding distance ratios to follow label distance ratios (Kim et al., CVPR
 
 import torch
 
-from logratio.backends.torch import LogRatioLoss
+from logratio import LogRatioLoss
 
 torch.manual_seed(0)
 t = torch.rand(512) * 6.0  # continuous labels

@@ -44,7 +44,7 @@ def __getattr__(name: str) -> Any:
     """``logratio.LogRatioLoss`` (the ``torch.nn.Module``) and ``logratio.distributed`` (the
     global-batch loss of data-parallel PyTorch): they import PyTorch, so only when asked for."""
     if name == "LogRatioLoss":
-        from .backends.torch import LogRatioLoss
+        from .nn import LogRatioLoss
 
         return LogRatioLoss
     if name == "distributed":

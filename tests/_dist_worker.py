@@ -52,7 +52,21 @@ CASES = {
     "blocks": ({"block_size": 2, "eps": 1e-4}, "cont", "ddp-mean", None),
     "anchors-first": ({}, "cont", "ddp-mean", "first"),
     "all-reduce-backward": ({}, "cont", "ddp-mean", None),
+    # formulas of the test suite (tests/test_formula_plugin.py) through the same gather
+    "plugin-stress": ({"formula": "stress"}, "cont", "ddp-mean", None),
+    "plugin-cosine-none": ({"formula": "cosine", "reduction": "none"}, "int", "sum", None),
 }
+
+
+def plugin_formula(options):
+    """``(formula, other options)`` of a case: None for the log-ratio loss."""
+    from test_formula_plugin import CosineFit, Stress
+
+    options = dict(options)
+    kind = options.pop("formula", None)
+    if kind is None:
+        return None, options
+    return (Stress(scale=0.7) if kind == "stress" else CosineFit(temperature=0.3)), options
 
 
 def global_batch(total: int, d: int = 3):
@@ -102,16 +116,22 @@ def run_cases(rank, world):
     f, labels, weights = global_batch(sum(sizes))
     rows = shard_rows(sizes, rank)
     out = {}
+    from logratio.options import Spec
+
     for name, (options, key, gradient, anchors) in CASES.items():
         ld._USE_REDUCE_SCATTER = name != "all-reduce-backward"
         emb = f[rows].clone().requires_grad_(True)
-        value = ld.log_ratio_loss(
-            emb,
-            labels[key][rows],
-            gradient=gradient,
-            anchors=local_anchors(anchors, sizes[rank]),
-            **options,
-        )
+        formula, options = plugin_formula(options)
+        mine = local_anchors(anchors, sizes[rank])
+        if formula is None:
+            value = ld.log_ratio_loss(
+                emb, labels[key][rows], gradient=gradient, anchors=mine, **options
+            )
+        else:
+            spec = Spec.of(formula, **options)
+            value = ld.global_batch_loss(
+                emb, labels[key][rows], spec, gradient=gradient, anchors=mine
+            )
         if value.ndim:
             (value * weights[rows]).sum().backward()
         else:

@@ -48,6 +48,43 @@ CASES = {
     ),
 }
 FULL = ("mean", "none")
+#: formulas of the test suite (tests/test_formula_plugin.py) through the same gather
+PLUGINS = {"plugin-stress": "stress", "plugin-cosine-none": "cosine"}
+
+
+def plugin(name):
+    from test_formula_plugin import CosineFit, Stress
+
+    return Stress(scale=0.7) if PLUGINS[name] == "stress" else CosineFit(temperature=0.3)
+
+
+def run_plugin(mesh, name):
+    """A formula of the test suite over the mapped axis against one device."""
+    import logratio.engine
+
+    formula = plugin(name)
+    f, labels, weights = data()
+    y = labels["cont"]
+    reduction = "none" if name.endswith("none") else "mean"
+
+    def objective_single(f):
+        value = logratio.engine.loss(formula, f, y, reduction=reduction)
+        return weighted(value, weights), value
+
+    (_, value), grad = jax.value_and_grad(objective_single, has_aux=True)(f)
+
+    def local_loss(fl, yl):
+        return logratio.engine.loss(formula, fl, yl, reduction=reduction, axis_name="x")
+
+    out_spec = P("x") if reduction == "none" else P()
+    mapped = shard_map(local_loss, mesh=mesh, in_specs=(P("x"), P("x")), out_specs=out_spec)
+
+    def objective(f):
+        v = mapped(f, y)
+        return weighted(v, weights), v
+
+    (_, v), g = jax.jit(jax.value_and_grad(objective, has_aux=True))(f)
+    return {"shard_map value": rel(v, value), "shard_map grad": rel(g, grad)}
 
 
 def data():
@@ -165,6 +202,7 @@ def main(path):
         assert len(jax.devices()) == DEVICES, jax.devices()
         mesh = jax.sharding.Mesh(jax.devices(), ("x",))
         result["cases"] = {name: run_case(mesh, name) for name in CASES}
+        result["cases"].update({name: run_plugin(mesh, name) for name in PLUGINS})
         result["none loss_and_grad"] = run_none_loss_and_grad(mesh)
         result["refusals"] = run_refusals()
     except Exception:

@@ -7,8 +7,8 @@ from typing import Any
 
 import array_api_compat
 import numpy as np
-import strategies as S
 
+from logratio.testing import strategies as S
 from logratio.testing.backends import Backend
 
 

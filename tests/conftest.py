@@ -1,4 +1,4 @@
-"""Hypothesis profiles and the ``xp`` fixture.
+"""Hypothesis profiles, the ``xp`` fixture and its markers.
 
 Profiles: "ci" (quick, used when CI is set), "dev" (default), "thorough"; select one with
 ``HYPOTHESIS_PROFILE=thorough pytest``.
@@ -6,7 +6,11 @@ Profiles: "ci" (quick, used when CI is set), "dev" (default), "thorough"; select
 ``xp`` is every backend of :mod:`logratio.testing.backends` in turn, a
 :class:`~logratio.testing.backends.Backend` on the CPU (CuPy: its first CUDA device); a
 backend that cannot be had is skipped with the registry's reason.  Compare its results with
-:func:`assertions.assert_close`.
+:func:`assertions.assert_close`.  Two markers narrow it, read against the capabilities each
+backend declares once (:data:`logratio.testing.backends.CAPABILITIES`):
+
+* ``@pytest.mark.backends("numpy", "jax")``: only these backends (the others deselected);
+* ``@pytest.mark.requires("grad")``: backends without the capability are skipped, saying so.
 """
 
 import contextlib
@@ -41,6 +45,37 @@ settings.register_profile(
     "thorough", max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "backends(*names): the xp fixture runs these backends only (others deselected)"
+    )
+    config.addinivalue_line(
+        "markers",
+        "requires(*capabilities): the xp fixture skips backends without them "
+        "(logratio.testing.backends.CAPABILITIES: grad, axis_name, compile)",
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    """The ``backends`` and ``requires`` markers, read against the declared capabilities."""
+    kept, dropped = [], []
+    for item in items:
+        name = item.callspec.params.get("xp") if hasattr(item, "callspec") else None
+        only = item.get_closest_marker("backends")
+        if name is not None and only is not None and name not in only.args:
+            dropped.append(item)
+            continue
+        need = item.get_closest_marker("requires")
+        if name is not None and need is not None:
+            missing = sorted(set(need.args) - backends.CAPABILITIES[name])
+            if missing:
+                item.add_marker(pytest.mark.skip(reason=f"{name} lacks {', '.join(missing)}"))
+        kept.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
 @pytest.fixture(scope="module", params=backends.NAMES)

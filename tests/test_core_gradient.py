@@ -7,12 +7,12 @@ import math
 import numpy as np
 import pytest
 import reference
-import strategies as S
 from assertions import check_gradient
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import logratio
+from logratio.testing import strategies as S
 
 RTOL = {np.float64: 1e-9, np.float32: 2e-3}
 

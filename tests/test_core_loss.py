@@ -7,12 +7,12 @@ import math
 import numpy as np
 import pytest
 import reference
-import strategies as S
 from assertions import check_loss
 from hypothesis import given
 from hypothesis import strategies as st
 
 import logratio
+from logratio.testing import strategies as S
 
 #: (label source, label metric): every way of giving label distances.
 SOURCES = [("labels", m) for m in S.LABEL_METRICS] + [("label_distances", None)]

@@ -12,11 +12,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import reference
-import strategies as S
 from hypothesis import given
 from hypothesis import strategies as st
 
 import logratio
+from logratio.testing import strategies as S
 
 
 def unreduced(case: S.LossCase, f: np.ndarray, **extra):

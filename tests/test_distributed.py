@@ -24,6 +24,7 @@ if not (torch.distributed.is_available() and torch.distributed.is_gloo_available
 import _dist_worker as worker  # noqa: E402
 
 import logratio  # noqa: E402
+import logratio.engine  # noqa: E402
 import logratio.distributed as ld  # noqa: E402
 from logratio import LogRatioLoss  # noqa: E402
 
@@ -116,7 +117,11 @@ def _reference(name: str, world: int):
     global_anchors = None
     if anchors == "first":
         global_anchors = [sum(sizes[:r]) for r in range(world) if sizes[r] > 0]
-    value = logratio.log_ratio_loss(f, labels[key], anchors=global_anchors, **options)
+    formula, options = worker.plugin_formula(options)
+    if formula is None:
+        value = logratio.log_ratio_loss(f, labels[key], anchors=global_anchors, **options)
+    else:
+        value = logratio.engine.loss(formula, f, labels[key], anchors=global_anchors, **options)
     (value * weights).sum().backward() if value.ndim else value.backward()
     return value.detach(), f.grad
 

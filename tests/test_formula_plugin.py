@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pytest
 
+import logratio.backends
 import logratio.engine
 from logratio.distances import direct_distances
 from logratio.formula import Block, Terms, decode, encode, register
@@ -230,3 +231,11 @@ def test_a_formula_crosses_an_encoding_unchanged():
 def test_an_object_that_is_no_formula_is_refused():
     with pytest.raises(TypeError, match=r"formula must be a logratio\.formula\.Formula"):
         logratio.engine.loss(object(), np.zeros((3, 2)), np.zeros(3))
+
+
+def test_declared_capabilities_match_the_backends(xp):
+    """What the registry declares (the markers' source) is what the backend has."""
+    assert ("grad" in xp.capabilities) == (xp.grad is not None)
+    assert ("axis_name" in xp.capabilities) == logratio.backends.adapter_for(
+        xp.asarray(np.zeros((2, 2)))
+    ).SUPPORTS_AXIS_NAME

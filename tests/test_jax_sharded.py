@@ -22,7 +22,10 @@ HERE = Path(__file__).parent
 TIMEOUT_S = 180
 REL = 1e-12  # float64
 #: the worker's cases (it cannot be imported here: it sets XLA_FLAGS and imports JAX)
-CASES = ["mean", "sum-anchors-first", "none", "euclid-root-exclude-callable"]
+CASES = [
+    "mean", "sum-anchors-first", "none", "euclid-root-exclude-callable",
+    "plugin-stress", "plugin-cosine-none",
+]  # fmt: skip
 
 
 @pytest.fixture(scope="module")

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import reference
-import strategies as S
 from hypothesis import given
 
 import logratio
+from logratio.testing import strategies as S
 
 
 def as_list(trip) -> list[tuple[int, int, int]]:

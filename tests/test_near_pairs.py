@@ -16,14 +16,8 @@ import pytest
 
 import logratio
 from logratio import _near, _reference
-from logratio.testing import backends
 
-CPU = [b.name for b in backends.discover(("numpy", "array_api_strict", "torch-eager", "jax"))[0]]
-
-
-@pytest.fixture(params=CPU)
-def backend(request):
-    return backends.get(request.param)
+pytestmark = pytest.mark.backends("numpy", "array_api_strict", "torch-eager", "jax")
 
 
 NEAR_RELS = tuple(np.logspace(-9, -3, 13))
@@ -70,16 +64,16 @@ def relative_rows(got, want, rows):
 @pytest.mark.parametrize(
     "kwargs", [{}, {"squared": False}, {"block_size": 5}, {"squared": False, "root_eps": 1e-6}]
 )
-def test_float32_near_pairs_within_one_percent_of_float64(backend, kwargs):
+def test_float32_near_pairs_within_one_percent_of_float64(xp, kwargs):
     """Pairs from D = 1e-9 to 1e-3 of (‖f_a‖² + ‖f_b‖²): each row's gradient within 1 % of
     float64's (the issue's target is 1e-6; it holds three decades further down), the loss
     within 1e-4.  Fails on the Gram identity alone: pairs below its noise read as D = 0."""
     f, y, m = near_batch()
     want_loss, want = reference(f, y, **kwargs)
-    with backend.context():
-        x = backend.asarray(f, "float32")
-        loss, grad = logratio.log_ratio_loss_and_grad(x, backend.asarray(y, "float32"), **kwargs)
-        loss, grad = float(backend.to_numpy(loss)), backend.to_numpy(grad).astype(np.float64)
+    with xp.context():
+        x = xp.asarray(f, "float32")
+        loss, grad = logratio.log_ratio_loss_and_grad(x, xp.asarray(y, "float32"), **kwargs)
+        loss, grad = float(xp.to_numpy(loss)), xp.to_numpy(grad).astype(np.float64)
     assert abs(loss - want_loss) <= 1e-4 * abs(want_loss)
     assert relative_rows(grad, want, range(m)) <= 1e-2
     assert np.linalg.norm(grad - want) <= 1e-2 * np.linalg.norm(want)
@@ -123,7 +117,7 @@ def test_torch_engine_near_pairs(monkeypatch):
         assert np.linalg.norm(grad - eager.double().numpy()) <= 1e-3 * np.linalg.norm(want)
 
 
-def test_clusters_refined_in_chunks(backend, monkeypatch):
+def test_clusters_refined_in_chunks(xp, monkeypatch):
     """Tight clusters put most pairs of a block below the noise: the refinement takes them in
     several chunks (``_chunk`` lowered to force it) and still matches float64."""
     monkeypatch.setattr(_near, "_chunk", lambda blk: 37)
@@ -132,43 +126,43 @@ def test_clusters_refined_in_chunks(backend, monkeypatch):
     f = np.repeat(centres, 10, axis=0) + 1e-4 * rng.normal(size=(60, 16))
     y = np.repeat(rng.normal(size=6), 10) + 0.1 * rng.normal(size=60)
     want_loss, want = reference(f, y, block_size=16)
-    with backend.context():
+    with xp.context():
         loss, grad = logratio.log_ratio_loss_and_grad(
-            backend.asarray(f, "float32"), backend.asarray(y, "float32"), block_size=16
+            xp.asarray(f, "float32"), xp.asarray(y, "float32"), block_size=16
         )
-        loss, grad = float(backend.to_numpy(loss)), backend.to_numpy(grad).astype(np.float64)
+        loss, grad = float(xp.to_numpy(loss)), xp.to_numpy(grad).astype(np.float64)
     assert abs(loss - want_loss) <= 1e-4 * abs(want_loss)
     assert np.linalg.norm(grad - want) <= 1e-2 * np.linalg.norm(want)
 
 
 @pytest.mark.parametrize("scale", [1e-7, 1e-10, 1e-15])
-def test_float32_small_scales_keep_their_gradient(backend, scale):
+def test_float32_small_scales_keep_their_gradient(xp, scale):
     """Embeddings of norm 1e-7 … 1e-15 (D ≪ ε): the gradient is 1/ε-scaled, not zero.  Fails
     when ε is added before the noise test (D + ε rounds to ε)."""
     f, y, _ = near_batch(b=10, d=8, rel=[])
     f = f * scale
     want_loss, want = reference(f, y)
-    with backend.context():
+    with xp.context():
         loss, grad = logratio.log_ratio_loss_and_grad(
-            backend.asarray(f, "float32"), backend.asarray(y, "float32")
+            xp.asarray(f, "float32"), xp.asarray(y, "float32")
         )
-        loss, grad = float(backend.to_numpy(loss)), backend.to_numpy(grad).astype(np.float64)
+        loss, grad = float(xp.to_numpy(loss)), xp.to_numpy(grad).astype(np.float64)
     assert abs(loss - want_loss) <= 1e-5 * abs(want_loss)
     assert np.linalg.norm(grad - want) <= 1e-3 * np.linalg.norm(want)
 
 
-def test_copies_get_no_gradient_from_each_other(backend):
+def test_copies_get_no_gradient_from_each_other(xp):
     """A copy reads as D = 0 exactly: the two rows' gradients are those of a batch in which
     the pair's term is dropped, i.e. both rows get the same gradient as one another would
     from the rest (their pair adds nothing).  Checked against float64 (exact copies there)."""
     f, y, _ = near_batch(b=12, d=8, rel=[])
     f[5], y[5] = f[4], y[4]
     want = reference(f, y)[1]
-    with backend.context():
-        grad = logratio.log_ratio_loss_and_grad(
-            backend.asarray(f, "float32"), backend.asarray(y, "float32")
-        )[1]
-        grad = backend.to_numpy(grad).astype(np.float64)
+    with xp.context():
+        grad = logratio.log_ratio_loss_and_grad(xp.asarray(f, "float32"), xp.asarray(y, "float32"))[
+            1
+        ]
+        grad = xp.to_numpy(grad).astype(np.float64)
     assert np.all(np.isfinite(grad))
     np.testing.assert_allclose(grad, want, rtol=1e-4, atol=1e-5 * np.abs(want).max())
 

@@ -64,7 +64,7 @@ def test_is_a_pml_loss_and_import_is_lazy():
     assert isinstance(LogRatioLoss(), losses.BaseMetricLossFunction)
     code = (
         "import sys, torch, logratio\n"
-        "from logratio.backends.torch import LogRatioLoss\n"
+        "from logratio import LogRatioLoss\n"
         "logratio.LogRatioLoss()(torch.randn(5, 2), torch.rand(5))\n"
         "assert 'pytorch_metric_learning' not in sys.modules\n"
         "import logratio.pml\n"

@@ -7,12 +7,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import reference
-import strategies as S
 from hypothesis import given
 from hypothesis import strategies as st
 
 import logratio
 from logratio.testing import backends
+from logratio.testing import strategies as S
 
 CPU = [b.name for b in backends.discover(("numpy", "array_api_strict", "torch", "jax"))[0]]
 

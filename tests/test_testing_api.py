@@ -15,13 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import strategies as S
 import wrong_impls
 from hypothesis import given
 
 import logratio
 from logratio import testing
 from logratio.check import cli as check_cli
+from logratio.testing import strategies as S
 
 WRONG = str(Path(__file__).parent / "wrong_impls.py")
 

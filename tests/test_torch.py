@@ -12,13 +12,14 @@ import shutil
 import numpy as np
 import pytest
 import reference
-import strategies as S
+
+from logratio.testing import strategies as S
 
 torch = pytest.importorskip("torch", reason="PyTorch is not installed")
 
 import logratio  # noqa: E402
+from logratio import LogRatioLoss  # noqa: E402
 from logratio import _dense as core  # noqa: E402
-from logratio.backends.torch import LogRatioLoss  # noqa: E402
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 
@@ -319,8 +320,18 @@ def test_cuda_keeps_device():
 
 def test_top_level_module_alias_is_the_torch_module():
     """``logratio.LogRatioLoss`` is the adapter's module, imported on first access."""
-    from logratio.backends.torch import LogRatioLoss
+    from logratio import LogRatioLoss
 
     assert logratio.LogRatioLoss is LogRatioLoss
     with pytest.raises(AttributeError, match="no_such_name"):
         logratio.no_such_name  # noqa: B018
+
+
+def test_the_modules_old_path_warns():
+    """``LogRatioLoss`` moved to logratio.nn; its old path still works and says so."""
+    import logratio.backends.torch as adapter
+    import logratio.nn
+
+    with pytest.warns(DeprecationWarning, match=r"use logratio\.LogRatioLoss"):
+        moved = adapter.LogRatioLoss
+    assert moved is logratio.nn.LogRatioLoss is logratio.LogRatioLoss

@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import reference
-import strategies as S
 from hypothesis import given
 from hypothesis import strategies as st
 
 import logratio
+from logratio.testing import strategies as S
 
 RTOL = {np.float64: 1e-11, np.float32: 2e-4}
 

@@ -38,10 +38,10 @@ from .. import _validation as v
 from .._problem import Arrays, prepare
 from ..distances import direct_distances
 from ..formula import decode, encode
-from ..options import LossOptions, RunSettings, Spec
+from ..options import RunSettings, Spec
 from . import _torch_engine as _engine
 
-__all__ = ["SUPPORTS_AXIS_NAME", "LogRatioLoss", "loss", "loss_and_grad"]
+__all__ = ["SUPPORTS_AXIS_NAME", "loss", "loss_and_grad"]
 
 SUPPORTS_AXIS_NAME = False
 
@@ -297,87 +297,18 @@ def loss_and_grad(
         return _op(tensors, arrays.num_queries, spec, True)
 
 
-_UNSET: Any = object()
+def __getattr__(name: str) -> Any:
+    """``LogRatioLoss`` moved to :mod:`logratio.nn`; the old path still works, and says so."""
+    if name == "LogRatioLoss":
+        import warnings
 
-
-class LogRatioLoss(torch.nn.Module):
-    """The dense log-ratio loss (Kim et al., CVPR 2019) as a ``torch.nn.Module``.
-
-    ``loss_fn = LogRatioLoss(reduction="mean", ties="include", squared=True, ...)`` then
-    ``loss_fn(embeddings, labels)`` or ``loss_fn(embeddings, label_distances=D)``, in the
-    idiom of pytorch-metric-learning's losses.  The keyword options are those of
-    :func:`logratio.log_ratio_loss`, stored as one :class:`~logratio.options.LossOptions`
-    (``loss_fn.options``); ``anchors`` given here is the default of every call, and a call may
-    override it.  The module holds no parameters.
-
-    ``LogRatioLoss(distributed=True)`` is the loss of the global batch of data-parallel
-    training (:func:`logratio.distributed.log_ratio_loss`): each rank passes its shard of
-    embeddings and labels, every rank gets the loss of the concatenated batch, and under DDP
-    the parameter gradients equal those of single-process training on it.  ``group`` is the
-    process group (default: the world) and ``gradient`` (``"ddp-mean"``, the default, or
-    ``"sum"``) says how the ranks' parameter gradients are combined afterwards.
-    """
-
-    def __init__(
-        self,
-        *,
-        anchors: Any = None,
-        distributed: bool = False,
-        group: Any = None,
-        gradient: str = "ddp-mean",
-        **options: Any,
-    ) -> None:
-        super().__init__()
-        self.options = LossOptions.from_kwargs(options, "LogRatioLoss")
-        self.anchors = anchors
-        if not isinstance(distributed, bool):
-            raise TypeError(f"distributed must be a bool; got {distributed!r}")
-        if not distributed and (group is not None or gradient != "ddp-mean"):
-            raise ValueError("group and gradient apply to LogRatioLoss(distributed=True)")
-        if distributed:
-            from .. import distributed as _distributed
-
-            if gradient not in _distributed.GRADIENT_MODES:
-                raise ValueError(
-                    f"gradient must be one of {_distributed.GRADIENT_MODES}; got {gradient!r}"
-                )
-        self.distributed = distributed
-        self.group = group
-        self.gradient = gradient
-
-    def forward(
-        self,
-        embeddings: torch.Tensor,
-        labels: Any = None,
-        *,
-        label_distances: Any = None,
-        anchors: Any = _UNSET,
-        mask: Any = None,
-    ) -> torch.Tensor:
-        anchors = self.anchors if anchors is _UNSET else anchors
-        if self.distributed:
-            from .. import distributed as _distributed
-
-            return _distributed.log_ratio_loss(
-                embeddings,
-                labels,
-                group=self.group,
-                gradient=self.gradient,
-                label_distances=label_distances,
-                anchors=anchors,
-                mask=mask,
-                **self.options.user_options(),
-            )
-        arrays = Arrays(embeddings, labels, label_distances, anchors, mask)
-        return loss(arrays, self.options.spec())
-
-    def extra_repr(self) -> str:
-        o = self.options
-        metric = getattr(o.label_metric, "__name__", repr(o.label_metric))
-        text = (
-            f"squared={o.squared}, label_metric={metric}, eps={o.eps}, root_eps={o.root_eps}, "
-            f"ties={o.ties!r}, reduction={o.reduction!r}, block_size={o.block_size}"
+        warnings.warn(
+            "logratio.backends.torch.LogRatioLoss moved: use logratio.LogRatioLoss "
+            "(or logratio.nn.LogRatioLoss)",
+            DeprecationWarning,
+            stacklevel=2,
         )
-        if self.distributed:
-            text += f", distributed=True, gradient={self.gradient!r}"
-        return text
+        from ..nn import LogRatioLoss
+
+        return LogRatioLoss
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -21,12 +21,25 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["NAMES", "Backend", "BackendUnavailable", "discover", "get"]
+__all__ = ["CAPABILITIES", "NAMES", "Backend", "BackendUnavailable", "discover", "get"]
 
 #: Every backend this registry knows, in the order checks and tests list them.
 #: ``torch-eager`` is PyTorch with its compiled engine switched off (``LOGRATIO_COMPILE=0``
 #: inside :attr:`Backend.context`): the eager core, for comparison with the default.
 NAMES = ("numpy", "array_api_strict", "torch", "torch-eager", "jax", "cupy")
+
+#: What each backend can do, declared once (the test suite draws its skips from it):
+#: ``"grad"``, automatic differentiation of a loss (its registered rule); ``"axis_name"``,
+#: the loss of a batch sharded over a mapped axis; ``"compile"``, a compiler runs the
+#: engine's block kernel (inductor, XLA).
+CAPABILITIES: dict[str, frozenset[str]] = {
+    "numpy": frozenset(),
+    "array_api_strict": frozenset(),
+    "torch": frozenset({"grad", "compile"}),
+    "torch-eager": frozenset({"grad"}),
+    "jax": frozenset({"grad", "axis_name", "compile"}),
+    "cupy": frozenset(),
+}
 
 
 class BackendUnavailable(RuntimeError):
@@ -54,6 +67,11 @@ class Backend:
     #: ``fun`` over the first axis of ``xs`` (JAX: jax.vmap; else a loop)
     map: Callable[[Callable, Any], Any] | None = None
     cost: int = 1  # relative cost of one property example (compilation): tests run fewer
+
+    @property
+    def capabilities(self) -> frozenset[str]:
+        """This backend's entry of :data:`CAPABILITIES`."""
+        return CAPABILITIES[self.name]
 
     @property
     def label(self) -> str:

@@ -34,28 +34,44 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from .cases import (
+    CHEBYSHEV,
     LABEL_METRICS,
     MAX_BATCH,
     MAX_DIM,
     REDUCTIONS,
     SOURCES,
     TIES,
+    Expected,
     LossCase,
+    expected,
+    reference_label_distances,
 )
 
 __all__ = [
+    "CHEBYSHEV",
+    "LABEL_METRICS",
+    "MAX_BATCH",
+    "MAX_DIM",
+    "REDUCTIONS",
+    "SOURCES",
+    "TIES",
+    "Expected",
+    "LossCase",
     "anchor_specs",
     "batch_sizes",
     "block_sizes",
     "dims",
     "embedding_arrays",
+    "expected",
+    "hnp",
     "label_arrays",
     "label_distance_arrays",
     "loss_cases",
     "masks",
     "orthogonal_matrices",
     "powers_of_two",
-]  # and the cases of .cases
+    "reference_label_distances",
+]
 
 
 def batch_sizes(min_size: int = 1, max_size: int = MAX_BATCH) -> st.SearchStrategy[int]:
