@@ -24,8 +24,8 @@ if not (torch.distributed.is_available() and torch.distributed.is_gloo_available
 import _dist_worker as worker  # noqa: E402
 
 import logratio  # noqa: E402
-import logratio.engine  # noqa: E402
 import logratio.distributed as ld  # noqa: E402
+import logratio.engine  # noqa: E402
 from logratio import LogRatioLoss  # noqa: E402
 
 HERE = Path(__file__).parent
