@@ -23,6 +23,7 @@ import logratio.backends
 import logratio.engine
 from logratio.distances import direct_distances
 from logratio.formula import Block, Terms, decode, encode, register
+from logratio.options import LossOptions
 
 
 def _valid(xp: Any, blk: Block) -> Any:
@@ -212,6 +213,16 @@ def test_every_backend_runs_the_formula(xp, formula):
                 scalar = functools.partial(_engine_loss, formula, y, kw)
                 auto = xp.grad(scalar, fx)
                 np.testing.assert_allclose(xp.to_numpy(auto), xp.to_numpy(grad), rtol=1e-10)
+            if xp.grad is not None and reduction == "none":
+                # Σ_a w_a S_a: PyTorch's backward with upstream weights, JAX's transpose of
+                # the per-anchor forward-mode rule
+                w = np.arange(1.0, len(want) + 1.0)
+                scalar = functools.partial(_weighted_loss, formula, y, kw, xp.asarray(w, "float64"))
+                auto = xp.to_numpy(xp.grad(scalar, fx))
+                weighted = _scalar_weighted(formula, y, anchors, m, w)
+                np.testing.assert_allclose(
+                    auto, central_differences(weighted, f), rtol=1e-6, atol=1e-7
+                )
         total = _scalar(formula, y, anchors, m, reduction)
         np.testing.assert_allclose(
             xp.to_numpy(grad), central_differences(total, f), rtol=1e-6, atol=1e-7
@@ -222,9 +233,21 @@ def _engine_loss(formula, y, kw, x):
     return logratio.engine.loss(formula, x, y, **kw)
 
 
+def _weighted_loss(formula, y, kw, w, x):
+    return (logratio.engine.loss(formula, x, y, **kw) * w).sum()
+
+
+def _scalar_weighted(formula, y, anchors, mask, w):
+    def total(f):
+        losses = brute_force(formula, f, y, anchors, mask, "none")
+        return sum(wi * s for wi, s in zip(w, losses, strict=True))
+
+    return total
+
+
 def test_a_formula_crosses_an_encoding_unchanged():
     """What a PyTorch custom op's schema carries gives back an equal formula."""
-    for formula in FORMULAS:
+    for formula in [*FORMULAS, LossOptions(squared=False, eps=0.5, root_eps=0.01).formula]:
         assert decode(*encode(formula)) == formula
 
 
