@@ -104,7 +104,7 @@ def refine_pairs(
     near = _near_mask(sq, blk.near_row, blk.near_col)
     rows, cols = xp.nonzero(near)  # row-major: the order in which ``sq[near]`` is filled
     m, chunk = rows.shape[0], _chunk(blk)
-    if m == 0:  # ``count`` may be an upper bound (logratio._block_inplace)
+    if m == 0:  # ``count`` may be an upper bound (logratio._block._candidates)
         return None
     parts = [
         _exact(xp, blk, rows[s : min(s + chunk, m)], cols[s : min(s + chunk, m)])

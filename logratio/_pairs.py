@@ -142,9 +142,15 @@ class Cosine(PairOps):
 
     @staticmethod
     def prepare(xp: Namespace, f: Array) -> tuple[Array, Array, Array]:
-        norms = xp.sqrt(xp.sum(f * f, axis=1))
-        unit = f / xp.where(norms > 0, norms, xp.ones_like(norms))[:, None]
-        return unit, norms, _guard(xp, f, norms)
+        # each row scaled by its largest entry first: no overflow or underflow of ‖z‖² for
+        # any finite row (the similarity ignores scale)
+        top = xp.max(xp.abs(f), axis=1) if f.shape[1] > 0 else xp.sum(f, axis=1)
+        safe = xp.where(top > 0, top, xp.ones_like(top))
+        scaled = f / safe[:, None]
+        length = xp.sqrt(xp.sum(scaled * scaled, axis=1))
+        unit = scaled / xp.where(length > 0, length, xp.ones_like(length))[:, None]
+        norms = xp.where(top > 0, length * top, xp.zeros_like(top))
+        return unit, norms, _guard(xp, f, top)
 
     @staticmethod
     def operands(xp: Namespace, f: Array, row_scale: Array, nb: slice) -> Operands:

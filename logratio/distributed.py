@@ -1,12 +1,15 @@
-"""The dense log-ratio loss over the global batch of data-parallel PyTorch training.
+"""Any loss of the engine over the global batch of data-parallel PyTorch training.
+
+:func:`global_batch_loss` serves every formula (docs/design.md §7); :func:`log_ratio_loss`
+is the log-ratio loss's entry point.
 
 Under ``DistributedDataParallel`` (or FSDP) each process holds a shard of the batch.  Every
 anchor's term ``S_a`` depends only on its row against the whole batch (docs/design.md §6.2),
 so each process gathers the embeddings and labels of all ranks, evaluates its **own** anchors
 against the gathered batch (O(B_local · B_global) memory and time) and all-reduces the sum of
-its anchors' losses and triplet counts.  The value on every rank is the loss of the
-concatenated batch (the shards in rank order), and the mean's denominator is the global
-triplet count.
+its anchors' losses and counts (triplet counts for the log-ratio loss).  The value on every
+rank is the loss of the concatenated batch (the shards in rank order), and the mean's
+denominator is the global count.
 
 The gradient goes through a differentiable all-gather: rank ``r``'s closed-form gradient of
 its anchors' part, ``∂(S_r / T)/∂F`` over the whole gathered batch (docs/design.md §1.2), is

@@ -34,20 +34,20 @@ def loss(
     axis_name: Any = None,
 ) -> Array:
     """The loss of ``formula`` over the batch: ``Σ_a S_a / Σ_a T_a`` for ``"mean"`` (0 when
-      the counts sum to 0), ``Σ_a S_a`` for ``"sum"``, the per-anchor ``S_a`` for ``"none"``.
+    the counts sum to 0), ``Σ_a S_a`` for ``"sum"``, the per-anchor ``S_a`` for ``"none"``.
 
-      Args:
-        formula: a registered :class:`~logratio.formula.Formula`.
-        embeddings: (B, d) floating array: NumPy, PyTorch, JAX, CuPy or any Array API array.
-        labels: (B,) or (B, p) labels, or ``label_distances`` (B, B) instead.
-        anchors: ``None`` (every row), an int, an index array or a boolean mask of shape (B,).
-        mask: (B, B) boolean, the (anchor, neighbour) pairs allowed.
-        reduction, block_size, compile: the reduction and the run settings
-          (:class:`~logratio.options.RunSettings`).
-        axis_name: JAX only, inside ``shard_map`` / ``pmap``: the loss of the global batch
-          sharded over that axis (docs/design.md §6.2).
-    Cost: that of the formula's terms over (block, B)
-      pairs, O(block · B) memory.
+    Args:
+      formula: a registered :class:`~logratio.formula.Formula`.
+      embeddings: (B, d) floating array: NumPy, PyTorch, JAX, CuPy or any Array API array.
+      labels: (B,) or (B, p) labels, or ``label_distances`` (B, B) instead.
+      anchors: ``None`` (every row), an int, an index array or a boolean mask of shape (B,).
+      mask: (B, B) boolean, the (anchor, neighbour) pairs allowed.
+      reduction, block_size, compile: the reduction and the run settings
+        (:class:`~logratio.options.RunSettings`).
+      axis_name: JAX only, inside ``shard_map`` / ``pmap``: the loss of the global batch
+        sharded over that axis (docs/design.md §6.2).
+
+    Cost: that of the formula's terms over (block, B) pairs, O(block · B) memory.
     """
     spec = Spec.of(formula, reduction, block_size=block_size, compile=compile)
     arrays = Arrays(embeddings, labels, label_distances, anchors, mask)

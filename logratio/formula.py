@@ -36,6 +36,7 @@ __all__ = [
     "decode",
     "encode",
     "formula_type",
+    "is_registered",
     "register",
 ]
 
@@ -56,8 +57,10 @@ class Block(NamedTuple):
 
     left: Array  # (r, k) the anchors' rows of the product's left operand
     right: Array  # (n, k)
-    near_row: Array | None  # (r,) squared distances: a pair is near (exact) below
-    near_col: Array | None  # (n,) near_row[a] + near_col[b]; None for cosine
+    # (r,) and (n,), squared distances only (None for cosine): a pair is near, and its
+    # distance recomputed exactly, when its product value is below near_row[a] + near_col[b]
+    near_row: Array | None
+    near_col: Array | None
     ids: Array  # (r,) the anchors' rows in the batch
     cols: Array  # (n,) the neighbours' rows in the batch
     anchors: Array  # (r, d) the anchors' features (centred or normalised rows)
@@ -109,7 +112,12 @@ class Formula(Protocol):
         ...
 
     def terms(self, xp: Namespace, blk: Block, want_kernel: bool) -> Terms:
-        """The block's per-anchor losses, counts and (with ``want_kernel``) its kernel."""
+        """The block's per-anchor losses, counts and (with ``want_kernel``) its kernel.
+
+        Numeric options are read from ``blk.values``, never from ``self``: a compiled
+        kernel runs the :meth:`canonical` formula.  A formula that measures labels keeps its
+        metric in a field named ``label_metric`` (a callable one is applied before a
+        compiled graph, which carries names only)."""
         ...
 
     def in_place(self, xp: Namespace, mask: Array | None) -> InPlace | None:
@@ -137,11 +145,27 @@ def register(cls: type) -> type:
         raise TypeError(f"{cls.__name__} must define a class attribute name (a str)")
     if not dataclasses.is_dataclass(cls):
         raise TypeError(f"{cls.__name__} must be a frozen dataclass")
+    for f in dataclasses.fields(cls):
+        if isinstance(f.default, bool | int | float | str):
+            continue
+        raise TypeError(
+            f"{cls.__name__}.{f.name} must have a default of type str, bool, int or float "
+            f"(the types a compiled graph carries); got {f.default!r}"
+        )
     known = _REGISTRY.get(name)
-    if known is not None and known.__qualname__ != cls.__qualname__:
-        raise ValueError(f"a formula named {name!r} is already registered ({known.__qualname__})")
+    if known is not None and _where(known) != _where(cls):
+        raise ValueError(f"a formula named {name!r} is already registered ({_where(known)})")
     _REGISTRY[name] = cls
     return cls
+
+
+def _where(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def is_registered(formula: Any) -> bool:
+    """Whether ``formula``'s class is the one registered under its name."""
+    return _REGISTRY.get(getattr(type(formula), "name", None)) is type(formula)
 
 
 def formula_type(name: str) -> type:
@@ -165,11 +189,13 @@ def encode(formula: Any) -> tuple[str, str, list[Any]]:
     for f in dataclasses.fields(formula):
         value = getattr(formula, f.name)
         if isinstance(f.default, str):
-            if not isinstance(value, str):
+            if not isinstance(value, str) or _SEP in value:
                 raise TypeError(f"{type(formula).name}.{f.name} cannot be encoded: {value!r}")
             words.append(value)
-        else:
+        elif isinstance(value, bool | int | float):
             numbers.append(value)
+        else:
+            raise TypeError(f"{type(formula).name}.{f.name} cannot be encoded: {value!r}")
     return type(formula).name, _SEP.join(words), numbers
 
 

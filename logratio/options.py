@@ -57,12 +57,13 @@ class Spec(NamedTuple):
     @classmethod
     def of(cls, formula: Any, reduction: str = "mean", **run: Any) -> Spec:
         """A checked spec: ``run`` holds the :class:`RunSettings` keywords."""
-        from .formula import Formula
+        from .formula import Formula, is_registered
 
-        if not isinstance(formula, Formula):
+        if not isinstance(formula, Formula) or not is_registered(formula):
             raise TypeError(
-                "formula must be a logratio.formula.Formula (a registered frozen dataclass "
-                f"with name, pairs, values, canonical, terms and in_place); got {formula!r}"
+                "formula must be a logratio.formula.Formula (a frozen dataclass with name, "
+                "pairs, values, canonical, terms and in_place, registered with "
+                f"logratio.formula.register); got {formula!r}"
             )
         v.choice("reduction", reduction, v.REDUCTIONS)
         return cls(formula, reduction, RunSettings(**run))  # type: ignore[arg-type]

@@ -253,3 +253,48 @@ def test_declared_capabilities_match_the_backends(xp):
     assert ("axis_name" in xp.capabilities) == logratio.backends.adapter_for(
         xp.asarray(np.zeros((2, 2)))
     ).SUPPORTS_AXIS_NAME
+
+
+@pytest.mark.parametrize("scale", [1e20, 1e-24])
+def test_cosine_rows_at_extreme_scales(scale):
+    """Cosine similarity ignores a row's scale: a float32 row scaled by 1e20 or 1e-24 leaves
+    the loss unchanged and its gradient scaled by 1/scale; a zero row has a zero gradient;
+    a NaN row makes the loss NaN."""
+    rng = np.random.default_rng(0)
+    f = rng.normal(size=(6, 3)).astype(np.float32)
+    y = np.arange(6.0)
+    base_loss, base_grad = logratio.engine.loss_and_grad(CosineFit(), f, y)
+    g = f.copy()
+    g[2] *= np.float32(scale)
+    loss, grad = logratio.engine.loss_and_grad(CosineFit(), g, y)
+    np.testing.assert_allclose(loss, base_loss, rtol=1e-6)
+    np.testing.assert_allclose(grad[2] * scale, base_grad[2], rtol=1e-5, atol=1e-7)
+    others = [0, 1, 3, 4, 5]
+    np.testing.assert_allclose(grad[others], base_grad[others], rtol=1e-5, atol=1e-7)
+    z = f.copy()
+    z[1] = 0
+    loss, grad = logratio.engine.loss_and_grad(CosineFit(), z, y)
+    assert np.isfinite(loss) and np.all(grad[1] == 0)
+    z[1, 0] = np.nan
+    assert np.isnan(logratio.engine.loss(CosineFit(), z, y))
+
+
+def test_formulas_that_cannot_cross_a_graph_are_refused():
+    """A field without a scalar default, a word with the separator, an unregistered class:
+    clear errors instead of a failure inside the PyTorch op."""
+
+    @dataclass(frozen=True)
+    class NoDefault:
+        name: ClassVar[str] = "test_no_default"
+        pairs: ClassVar[str] = "cosine"
+        width: Any = None
+
+    with pytest.raises(TypeError, match=r"NoDefault\.width must have a default"):
+        register(NoDefault)
+    with pytest.raises(TypeError, match="cannot be encoded"):
+        encode(Stress(label_metric="a\x1fb"))
+    unregistered = dataclasses.make_dataclass(
+        "Unregistered", [], bases=(Stress,), frozen=True, namespace={"name": "test_stress"}
+    )
+    with pytest.raises(TypeError, match=r"registered with logratio\.formula\.register"):
+        logratio.engine.loss(unregistered(), np.zeros((3, 2)), np.zeros(3))

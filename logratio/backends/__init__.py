@@ -1,7 +1,7 @@
 """Framework adapters, one thin module per framework, imported only when needed.
 
 * :mod:`logratio.backends.torch`: the closed-form gradient as PyTorch autograd's derivative,
-  and the ``torch.nn.Module`` losses;
+  (the ``torch.nn.Module`` losses are in :mod:`logratio.nn`);
 * :mod:`logratio.backends.jax`: the same as a ``jax.custom_jvp`` rule (reverse and forward
   mode, ``jit``, ``vmap``);
 * :mod:`logratio.backends.cupy`: the engine on the input's GPU (CuPy has no autodiff);

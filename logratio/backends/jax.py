@@ -5,7 +5,9 @@ A loss (:mod:`logratio.engine`) on a JAX array (or tracer) evaluates the Array A
 
 * ``⟨∇_F L, T⟩`` with the closed-form gradient (docs/design.md §1.2) for ``reduction="mean"`` /
   ``"sum"``;
-* ``dS_a = Σ_b K_ab (f_a − f_b)·(t_a − t_b)`` per anchor for ``reduction="none"``
+* ``dS_a = Σ_b K_ab dP_ab`` per anchor for ``reduction="none"``, ``dP`` the pairs'
+  derivatives along ``T`` (``(f_a − f_b)·(t_a − t_b)`` for squared distances,
+  :meth:`logratio._pairs.PairOps.tangent_pairs`)
   (:func:`logratio._dense.loss_and_jvp`).
 
 Both are linear in ``T``, so JAX transposes them for reverse mode: ``jax.grad`` returns the

@@ -1,6 +1,7 @@
-"""PyTorch adapter: the core's closed-form gradient as the autograd rule of the loss.
+"""PyTorch adapter: the engine's closed-form gradient as the autograd rule of a loss.
 
-:func:`logratio.log_ratio_loss` on a ``torch.Tensor`` runs the Array API core
+A loss (:mod:`logratio.engine`, e.g. :func:`logratio.log_ratio_loss`) on a ``torch.Tensor``
+runs the Array API core
 (:mod:`logratio._dense`) on the tensor's device and registers the closed-form gradient
 (docs/design.md §1.2) as its derivative:
 autograd records one node for the whole loss, never the core's internal operations.
@@ -308,7 +309,8 @@ def __getattr__(name: str) -> Any:
             DeprecationWarning,
             stacklevel=2,
         )
-        from ..nn import LogRatioLoss
+        import importlib
 
-        return LogRatioLoss
+        # by name: logratio.nn imports this module, not the other way round
+        return importlib.import_module("logratio.nn").LogRatioLoss
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
