@@ -19,12 +19,14 @@ from .mining import dense_triplets
 from .options import LossOptions
 from .sampler import DenseBatchSampler
 from .triplets import triplet_log_ratio_loss
+from .y_aware import y_aware_infonce_loss, y_aware_infonce_loss_and_grad
 
 __all__ = [
     "DenseBatchSampler",
     "LogRatioLoss",
     "LossOptions",
     "PeriodicMetric",
+    "YAwareInfoNCELoss",
     "dense_triplets",
     "knn_method",
     "knn_table",
@@ -36,17 +38,20 @@ __all__ = [
     "reference_log_ratio_loss",
     "reference_log_ratio_loss_and_grad",
     "triplet_log_ratio_loss",
+    "y_aware_infonce_loss",
+    "y_aware_infonce_loss_and_grad",
 ]
 __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:
-    """``logratio.LogRatioLoss`` (the ``torch.nn.Module``) and ``logratio.distributed`` (the
-    global-batch loss of data-parallel PyTorch): they import PyTorch, so only when asked for."""
-    if name == "LogRatioLoss":
-        from .nn import LogRatioLoss
+    """The ``torch.nn.Module`` losses (``LogRatioLoss``, ``YAwareInfoNCELoss``) and
+    ``logratio.distributed`` (the global-batch loss of data-parallel PyTorch): they import
+    PyTorch, so only when asked for."""
+    if name in ("LogRatioLoss", "YAwareInfoNCELoss"):
+        from . import nn
 
-        return LogRatioLoss
+        return getattr(nn, name)
     if name == "distributed":
         import importlib
 

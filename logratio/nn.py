@@ -12,9 +12,10 @@ import torch
 
 from ._problem import Arrays
 from .backends.torch import loss
-from .options import LossOptions
+from .formulas.y_aware import YAwareInfoNCE
+from .options import LossOptions, Spec
 
-__all__ = ["LogRatioLoss"]
+__all__ = ["LogRatioLoss", "YAwareInfoNCELoss"]
 
 
 _UNSET: Any = object()
@@ -101,3 +102,43 @@ class LogRatioLoss(torch.nn.Module):
         if self.distributed:
             text += f", distributed=True, gradient={self.gradient!r}"
         return text
+
+
+class YAwareInfoNCELoss(torch.nn.Module):
+    """y-aware InfoNCE (Dufumier et al., MICCAI 2021) as a ``torch.nn.Module``:
+    ``loss_fn = YAwareInfoNCELoss(temperature=0.1, sigma=1.0)`` then
+    ``loss_fn(embeddings, labels)``.  Options and arguments as in
+    :func:`logratio.y_aware_infonce_loss`; the module holds no parameters."""
+
+    def __init__(
+        self,
+        *,
+        temperature: float = 0.1,
+        sigma: float = 1.0,
+        label_metric: Any = "sqeuclidean",
+        reduction: str = "mean",
+        block_size: int | None = None,
+        compile: bool | None = None,
+    ) -> None:
+        super().__init__()
+        formula = YAwareInfoNCE(temperature, sigma, label_metric)
+        self.spec = Spec.of(formula, reduction, block_size=block_size, compile=compile)
+
+    def forward(
+        self,
+        embeddings: torch.Tensor,
+        labels: Any = None,
+        *,
+        label_distances: Any = None,
+        anchors: Any = None,
+        mask: Any = None,
+    ) -> torch.Tensor:
+        return loss(Arrays(embeddings, labels, label_distances, anchors, mask), self.spec)
+
+    def extra_repr(self) -> str:
+        f = self.spec.formula
+        metric = getattr(f.label_metric, "__name__", repr(f.label_metric))
+        return (
+            f"temperature={f.temperature}, sigma={f.sigma}, label_metric={metric}, "
+            f"reduction={self.spec.reduction!r}, block_size={self.spec.run.block_size}"
+        )

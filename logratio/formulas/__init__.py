@@ -1,9 +1,12 @@
 """The losses the engine runs, one formula each (:mod:`logratio.formula`).
 
 * :class:`~logratio.formulas.log_ratio.LogRatio`: the dense log-ratio loss of Kim et al.,
-  CVPR 2019 (docs/design.md §1).
+  CVPR 2019 (docs/design.md §1);
+* :class:`~logratio.formulas.y_aware.YAwareInfoNCE`: y-aware InfoNCE of Dufumier et al.,
+  MICCAI 2021 (docs/design.md §8).
 """
 
 from .log_ratio import LogRatio
+from .y_aware import YAwareInfoNCE
 
-__all__ = ["LogRatio"]
+__all__ = ["LogRatio", "YAwareInfoNCE"]

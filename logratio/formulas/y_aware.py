@@ -1,0 +1,108 @@
+"""y-aware InfoNCE as a formula of the engine (Dufumier et al., MICCAI 2021).
+
+"Contrastive learning with continuous proxy meta-data for 3D MRI classification": rows are
+L2-normalised and compared by cosine similarity, ``s_ij = ⟨ẑ_i, ẑ_j⟩ / τ`` for ``j ≠ i``, and
+every other sample is a positive with the weight of a kernel on the labels,
+``w_ij = exp(−d_ij / (2σ²))`` (``d`` the squared Euclidean label distance by default: the RBF
+kernel), normalised per anchor, ``ŵ_ij = w_ij / Σ_k w_ik``.  The loss of an anchor is
+
+    S_i = −Σ_j ŵ_ij log softmax_{j ≠ i}(s_i·)_j
+
+and the loss is the mean over anchors (docs/design.md §8).  A block of r anchors costs three
+row reductions over its (r, n) similarities beyond the product: O(r·n) time and memory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from .. import _validation as v
+from ..distances import direct_distances
+from ..formula import Block, PairKind, Terms, register
+
+__all__ = ["YAwareInfoNCE"]
+
+
+@register
+@dataclass(frozen=True)
+class YAwareInfoNCE:
+    """The options of y-aware InfoNCE, validated on creation.
+
+    Attributes:
+      temperature: τ > 0, dividing the cosine similarities (the paper: 0.1).
+      sigma: σ > 0, the width of the label kernel ``exp(−d / (2σ²))``.
+      label_metric: the label distance ``d`` in the kernel: ``"sqeuclidean"`` (the RBF
+        kernel of the paper), ``"euclidean"``, ``"cityblock"`` or a callable.
+    """
+
+    name: ClassVar[str] = "y_aware_infonce"
+    pairs: ClassVar[PairKind] = "cosine"
+
+    temperature: float = 0.1
+    sigma: float = 1.0
+    label_metric: str | Callable[..., Any] = "sqeuclidean"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "temperature", v.positive_float("temperature", self.temperature))
+        object.__setattr__(self, "sigma", v.positive_float("sigma", self.sigma))
+        object.__setattr__(self, "label_metric", v.label_metric(self.label_metric))
+
+    def values(self) -> tuple[float, ...]:
+        return (1.0 / self.temperature, 1.0 / (2.0 * self.sigma**2))
+
+    def canonical(self) -> YAwareInfoNCE:
+        return dataclasses.replace(self, temperature=1.0, sigma=1.0)
+
+    def in_place(self, xp: Any, mask: Any) -> None:
+        return None
+
+    def terms(self, xp: Any, blk: Block, want_kernel: bool) -> Terms:
+        return _terms(xp, self, blk, want_kernel)
+
+
+def _terms(xp: Any, opts: YAwareInfoNCE, blk: Block, want_kernel: bool) -> Terms:
+    """``S_i``, ``T_i = 1`` for an anchor with a neighbour (else 0), and
+    ``K_ij = ∂S_i/∂P_ij = (p_ij Σ_k ŵ_ik − ŵ_ij) / τ = (p_ij − ŵ_ij) / τ`` with ``p`` the
+    softmax of the similarities (both ``p`` and ``ŵ`` are zero on a row without
+    neighbours).  Both softmaxes subtract their row's maximum over the counted pairs, so
+    neither underflows to an empty row."""
+    inv_tau, gamma = blk.values
+    sim = blk.pairs * inv_tau
+    if blk.dense:
+        valid = blk.ids[:, None] != blk.cols[None, :]
+    else:
+        valid = xp.ones(sim.shape, dtype=xp.bool, device=blk.device)
+    if blk.mask is not None:
+        valid = valid & blk.mask
+    if blk.label_distances is not None:
+        lab = blk.label_distances
+    else:
+        lab = direct_distances(xp, blk.labels, blk.neighbour_labels, opts.label_metric)
+        if lab.dtype != sim.dtype:
+            lab = xp.astype(lab, sim.dtype)
+    log_p = _log_softmax(xp, sim, valid)
+    log_w = _log_softmax(xp, -gamma * xp.where(valid, lab, 0.0), valid)
+    w = xp.where(valid, xp.exp(log_w), 0.0)
+    has = xp.any(valid, axis=1)
+    row_loss = -xp.sum(w * xp.where(valid, log_p, 0.0), axis=1)
+    row_count = xp.astype(has, sim.dtype)
+    if not want_kernel:
+        return Terms(row_loss, row_count, None)
+    p = xp.where(valid, xp.exp(log_p), 0.0)
+    kernel = (p - w) * inv_tau
+    return Terms(row_loss, row_count, kernel)
+
+
+def _log_softmax(xp: Any, x: Any, valid: Any) -> Any:
+    """``x_ij − log Σ_{k valid} exp(x_ik)`` on the valid entries (anything elsewhere); a row
+    without a valid entry gives finite values."""
+    low = xp.full_like(x, -math.inf)
+    top = xp.max(xp.where(valid, x, low), axis=1) if x.shape[1] > 0 else xp.sum(x, axis=1)
+    top = xp.where(xp.isfinite(top), top, xp.zeros_like(top))
+    shifted = xp.where(valid, x - top[:, None], 0.0)
+    total = xp.sum(xp.where(valid, xp.exp(shifted), 0.0), axis=1)
+    return shifted - xp.log(xp.where(total > 0, total, xp.ones_like(total)))[:, None]
