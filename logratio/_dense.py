@@ -15,6 +15,7 @@ becomes the gradient's rows by two products (docs/design.md §7.2).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
@@ -43,9 +44,15 @@ __all__ = [
 
 
 def operands(p: Problem) -> Operands:
-    """The per-call operands of the block product (:mod:`logratio._pairs`)."""
+    """The per-call operands of the block product (:mod:`logratio._pairs`), with the
+    formula's per-neighbour statistics where it has them (``Formula.columns``)."""
     nb = slice(None) if p.neighbours is None else p.neighbours
-    return p.pairs.operands(p.xp, p.features, p.row_scale, nb)
+    ops = p.pairs.operands(p.xp, p.features, p.row_scale, nb)
+    columns = getattr(p.formula, "columns", None)
+    if columns is None:
+        return ops
+    stats = columns(p.xp, p.labels, p.label_distances, p.neighbours, p.block_size)
+    return ops if stats is None else dataclasses.replace(ops, columns=stats)
 
 
 def block_values(p: Problem) -> tuple[Array, ...]:
@@ -121,6 +128,7 @@ def block_arrays(
         values=block_values(p) if values is None else values,
         dense=nb is None,
         device=array_api_compat.device(p.features),
+        columns=ops.columns,
     )
 
 

@@ -39,6 +39,7 @@ class Operands:
     rows: Array  # (B,) arange
     cols: Array  # (n,) the neighbours' row indices
     neighbours: Array  # (n, d) the neighbours' features
+    columns: Array | None = None  # (n,) the formula's per-neighbour statistics, if any
 
 
 class PairOps:

@@ -77,6 +77,8 @@ class Block(NamedTuple):
     # eager NumPy / CuPy only: the positions (rows, cols) whose squared distances were
     # recomputed exactly (copies are among them), or None
     refined: tuple[Array, Array] | None = None
+    # (n,) per-neighbour statistics over the whole batch (Formula.columns), or None
+    columns: Array | None = None
 
 
 class Terms(NamedTuple):
@@ -123,6 +125,10 @@ class Formula(Protocol):
     def in_place(self, xp: Namespace, mask: Array | None) -> InPlace | None:
         """An evaluation that writes NumPy / CuPy buffers in place for this call, or None."""
         ...
+
+    # Optional: ``columns(xp, labels, label_distances, neighbours, block_size) -> (n,) array
+    # or None``, a statistic of every neighbour over the whole batch that the block terms
+    # read as ``Block.columns`` (computed once per call, before the blocks).
 
 
 class InPlace(Protocol):

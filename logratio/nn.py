@@ -116,12 +116,13 @@ class YAwareInfoNCELoss(torch.nn.Module):
         temperature: float = 0.1,
         sigma: float = 1.0,
         label_metric: Any = "sqeuclidean",
+        weights: str = "paper",
         reduction: str = "mean",
         block_size: int | None = None,
         compile: bool | None = None,
     ) -> None:
         super().__init__()
-        formula = YAwareInfoNCE(temperature, sigma, label_metric)
+        formula = YAwareInfoNCE(temperature, sigma, label_metric, weights)
         self.spec = Spec.of(formula, reduction, block_size=block_size, compile=compile)
 
     def forward(
@@ -140,5 +141,6 @@ class YAwareInfoNCELoss(torch.nn.Module):
         metric = getattr(f.label_metric, "__name__", repr(f.label_metric))
         return (
             f"temperature={f.temperature}, sigma={f.sigma}, label_metric={metric}, "
+            f"weights={f.weights!r}, "
             f"reduction={self.spec.reduction!r}, block_size={self.spec.run.block_size}"
         )

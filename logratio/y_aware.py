@@ -30,6 +30,7 @@ def y_aware_infonce_loss(
     temperature: float = 0.1,
     sigma: float = 1.0,
     label_metric: Any = "sqeuclidean",
+    weights: str = "paper",
     reduction: str = "mean",
     block_size: int | None = None,
     compile: bool | None = None,
@@ -52,6 +53,11 @@ def y_aware_infonce_loss(
       sigma: σ of the label kernel (the paper: 1 to 5 years of age).
       label_metric: ``d``: ``"sqeuclidean"`` (the paper's RBF kernel), ``"euclidean"``,
         ``"cityblock"`` or a callable.
+      weights: ``"paper"`` (``ŵ_ij = w_ij / Σ_k w_ik``) or ``"released"``, the normalisation
+        of the authors' ``GeneralizedSupervisedNTXenLoss``: ``ŵ_ij = w_ij / Σ_{k≠j} w_jk``.
+        Their loss, for two views ``z1``, ``z2`` (N, d) of N samples, is exactly
+        ``y_aware_infonce_loss(concat([z1, z2]), concat([y, y]), weights="released",
+        reduction="sum") / N`` (docs/design.md §8).
       reduction: ``"mean"`` over anchors (with at least one neighbour), ``"sum"``, or
         ``"none"`` (one loss per anchor).
       block_size, compile, axis_name: as in :func:`logratio.log_ratio_loss`.
@@ -61,7 +67,7 @@ def y_aware_infonce_loss(
 
     Cost: O(B²(d + p)) time, O(block_size · B) memory.
     """
-    formula = YAwareInfoNCE(temperature, sigma, label_metric)
+    formula = YAwareInfoNCE(temperature, sigma, label_metric, weights)
     return engine.loss(
         formula, embeddings, labels, label_distances=label_distances, anchors=anchors,
         mask=mask, reduction=reduction, block_size=block_size, compile=compile,
@@ -79,6 +85,7 @@ def y_aware_infonce_loss_and_grad(
     temperature: float = 0.1,
     sigma: float = 1.0,
     label_metric: Any = "sqeuclidean",
+    weights: str = "paper",
     reduction: str = "mean",
     block_size: int | None = None,
     compile: bool | None = None,
@@ -86,7 +93,7 @@ def y_aware_infonce_loss_and_grad(
 ) -> tuple[Array, Array]:
     """:func:`y_aware_infonce_loss` and its closed-form gradient ``∂L/∂embeddings`` (for
     ``"none"``: of the sum of the per-anchor losses), without an autograd graph."""
-    formula = YAwareInfoNCE(temperature, sigma, label_metric)
+    formula = YAwareInfoNCE(temperature, sigma, label_metric, weights)
     return engine.loss_and_grad(
         formula, embeddings, labels, label_distances=label_distances, anchors=anchors,
         mask=mask, reduction=reduction, block_size=block_size, compile=compile,

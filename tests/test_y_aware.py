@@ -167,3 +167,69 @@ def test_torch_module_equals_the_function():
     np.testing.assert_allclose(loss.item(), want, rtol=1e-12)
     np.testing.assert_allclose(zt.grad.numpy(), grad, rtol=1e-10)
     assert "temperature=0.3" in repr(loss_fn)
+
+
+def released(z1, z2, y, *, tau=0.1, sigma=1.0):
+    """A float64 restatement of the released ``GeneralizedSupervisedNTXenLoss`` (two views
+    of N samples): the weight matrix over the 2N rows, each column divided by its row's
+    sum (the code's ``weights /= weights.sum(axis=1)``), the log-softmax over j ≠ i, and the
+    sum divided by N."""
+    n = z1.shape[0]
+    z = np.concatenate([z1, z2])
+    z = z / np.linalg.norm(z, axis=1, keepdims=True)
+    labels = np.concatenate([y, y]).reshape(2 * n, -1)
+    m = 2 * n
+    w = np.zeros((m, m))
+    for i in range(m):
+        for j in range(m):
+            if i != j:
+                w[i, j] = math.exp(-((labels[i] - labels[j]) ** 2).sum() / (2 * sigma**2))
+    row_sums = [w[j].sum() for j in range(m)]
+    total = 0.0
+    for i in range(m):
+        sims = [(z[i] @ z[j]) / tau for j in range(m) if j != i]
+        log_z = max(sims) + math.log(sum(math.exp(s - max(sims)) for s in sims))
+        for j in range(m):
+            if j != i:
+                total += w[i, j] / row_sums[j] * ((z[i] @ z[j]) / tau - log_z)
+    return -total / n
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_released_code_exactly(seed):
+    """The documented call equals the released loss, value and gradient (the gradient of
+    the restatement by central differences)."""
+    rng = np.random.default_rng(seed)
+    n, d = 5, 3
+    z1, z2 = rng.normal(size=(n, d)), rng.normal(size=(n, d))
+    y = rng.uniform(20, 80, size=n) / 10
+    z = np.concatenate([z1, z2])
+    kw = dict(temperature=0.3, sigma=1.5, weights="released", reduction="sum")
+    loss, grad = logratio.y_aware_infonce_loss_and_grad(z, np.concatenate([y, y]), **kw)
+    want = released(z1, z2, y, tau=0.3, sigma=1.5)
+    assert float(loss) / n == pytest.approx(want, rel=1e-12)
+    fd = finite_differences(lambda x: released(x[:n], x[n:], y, tau=0.3, sigma=1.5), z)
+    np.testing.assert_allclose(grad / n, fd, rtol=1e-6, atol=1e-8)
+
+
+def test_released_weights_differ_from_the_papers():
+    """With unequal label spreads the two normalisations give different losses (the default
+    is the paper's)."""
+    z, y, _ = _batch(7, n=8)
+    paper = logratio.y_aware_infonce_loss(z, y)
+    rel = logratio.y_aware_infonce_loss(z, y, weights="released")
+    assert paper == pytest.approx(restated(z, y), rel=1e-12)
+    assert abs(paper - rel) > 1e-3
+
+
+def test_released_weights_on_every_backend(xp):
+    rng = np.random.default_rng(8)
+    n = 5
+    z1, z2 = rng.normal(size=(n, 3)), rng.normal(size=(n, 3))
+    y = rng.uniform(0, 3, size=n)
+    want = released(z1, z2, y, tau=0.5)
+    kw = dict(temperature=0.5, weights="released", reduction="sum", block_size=3)
+    with xp.context():
+        zx = xp.asarray(np.concatenate([z1, z2]), "float64")
+        loss = logratio.y_aware_infonce_loss(zx, np.concatenate([y, y]), **kw)
+        assert float(xp.to_numpy(loss)) / n == pytest.approx(want, rel=1e-10)

@@ -205,7 +205,7 @@ def _key(formula: Any, blk: Block, want_grad: bool) -> tuple[Any, ...]:
     """What a compiled graph depends on besides shapes: the canonical formula (its values
     come from the block), the device, dtype, which optional arrays the block has, and
     whether it makes a gradient."""
-    names = ("label_distances", "labels", "mask", "weights")
+    names = ("label_distances", "labels", "mask", "weights", "columns")
     present = tuple(getattr(blk, name) is not None for name in names)
     dev = blk.left.device
     return (formula, dev.type, blk.left.dtype, present, blk.dense, want_grad)

@@ -20,11 +20,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import array_api_compat
+
 from .. import _validation as v
 from ..distances import direct_distances
 from ..formula import Block, PairKind, Terms, register
 
-__all__ = ["YAwareInfoNCE"]
+__all__ = ["WEIGHTS", "YAwareInfoNCE"]
+
+#: ``weights=``: the paper's per-anchor normalisation, or the released code's
+WEIGHTS = ("paper", "released")
 
 
 @register
@@ -37,6 +42,10 @@ class YAwareInfoNCE:
       sigma: σ > 0, the width of the label kernel ``exp(−d / (2σ²))``.
       label_metric: the label distance ``d`` in the kernel: ``"sqeuclidean"`` (the RBF
         kernel of the paper), ``"euclidean"``, ``"cityblock"`` or a callable.
+      weights: ``"paper"`` normalises each anchor's weights by its own sum,
+        ``ŵ_ij = w_ij / Σ_k w_ik``; ``"released"`` as the authors' code does, by the sum of
+        the neighbour's row, ``ŵ_ij = w_ij / Σ_{k≠j} w_jk`` over the whole batch
+        (docs/design.md §8).
     """
 
     name: ClassVar[str] = "y_aware_infonce"
@@ -45,11 +54,13 @@ class YAwareInfoNCE:
     temperature: float = 0.1
     sigma: float = 1.0
     label_metric: str | Callable[..., Any] = "sqeuclidean"
+    weights: str = "paper"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "temperature", v.positive_float("temperature", self.temperature))
         object.__setattr__(self, "sigma", v.positive_float("sigma", self.sigma))
         object.__setattr__(self, "label_metric", v.label_metric(self.label_metric))
+        v.choice("weights", self.weights, WEIGHTS)
 
     def values(self) -> tuple[float, ...]:
         return (1.0 / self.temperature, 1.0 / (2.0 * self.sigma**2))
@@ -59,6 +70,32 @@ class YAwareInfoNCE:
 
     def in_place(self, xp: Any, mask: Any) -> None:
         return None
+
+    def columns(
+        self, xp: Any, labels: Any, label_distances: Any, neighbours: Any, block_size: int
+    ) -> Any:
+        """``weights="released"``: ``log Σ_{k≠j} w_jk`` for every row ``j`` of the batch, a
+        log-sum-exp over its label pairs, ``block_size`` rows at a time (O(block · B))."""
+        if self.weights != "released":
+            return None
+        if neighbours is not None:
+            raise ValueError('weights="released" applies to the loss of one batch')
+        source = labels if labels is not None else label_distances
+        batch = source.shape[0]
+        gamma = 1.0 / (2.0 * self.sigma**2)
+        dev = array_api_compat.device(source)
+        parts = []
+        for s in range(0, batch, max(block_size, 1)):
+            e = min(s + max(block_size, 1), batch)
+            if labels is not None:
+                d = direct_distances(xp, labels[s:e, ...], labels, self.label_metric)
+            else:
+                d = label_distances[s:e, ...]
+            others = xp.arange(s, e, device=dev)[:, None] != xp.arange(batch, device=dev)[None, :]
+            parts.append(_log_sum_exp(xp, -gamma * d, others))
+        if not parts:
+            return None
+        return parts[0] if len(parts) == 1 else xp.concat(parts)
 
     def terms(self, xp: Any, blk: Block, want_kernel: bool) -> Terms:
         return _terms(xp, self, blk, want_kernel)
@@ -85,7 +122,11 @@ def _terms(xp: Any, opts: YAwareInfoNCE, blk: Block, want_kernel: bool) -> Terms
         if lab.dtype != sim.dtype:
             lab = xp.astype(lab, sim.dtype)
     log_p = _log_softmax(xp, sim, valid)
-    log_w = _log_softmax(xp, -gamma * xp.where(valid, lab, 0.0), valid)
+    kernel_log = -gamma * xp.where(valid, lab, 0.0)
+    if blk.columns is None:
+        log_w = _log_softmax(xp, kernel_log, valid)
+    else:  # the released normalisation: by the neighbour's row sum (≤ 1: it holds w_ij)
+        log_w = xp.where(valid, kernel_log - blk.columns[None, :], 0.0)
     w = xp.where(valid, xp.exp(log_w), 0.0)
     has = xp.any(valid, axis=1)
     row_loss = -xp.sum(w * xp.where(valid, log_p, 0.0), axis=1)
@@ -93,8 +134,18 @@ def _terms(xp: Any, opts: YAwareInfoNCE, blk: Block, want_kernel: bool) -> Terms
     if not want_kernel:
         return Terms(row_loss, row_count, None)
     p = xp.where(valid, xp.exp(log_p), 0.0)
-    kernel = (p - w) * inv_tau
+    # Σ_k ŵ_ik is 1 with the paper's weights (0 without neighbours), any value when released
+    kernel = (xp.sum(w, axis=1)[:, None] * p - w) * inv_tau
     return Terms(row_loss, row_count, kernel)
+
+
+def _log_sum_exp(xp: Any, x: Any, valid: Any) -> Any:
+    """``log Σ_{k valid} exp(x_ik)`` per row (−inf for a row without a valid entry)."""
+    low = xp.full_like(x, -math.inf)
+    top = xp.max(xp.where(valid, x, low), axis=1) if x.shape[1] > 0 else xp.sum(low, axis=1)
+    safe = xp.where(xp.isfinite(top), top, xp.zeros_like(top))
+    total = xp.sum(xp.where(valid, xp.exp(x - safe[:, None]), 0.0), axis=1)
+    return safe + xp.log(total)
 
 
 def _log_softmax(xp: Any, x: Any, valid: Any) -> Any:
