@@ -51,9 +51,10 @@ from torch.autograd.function import once_differentiable
 from . import _dense
 from . import _validation as v
 from ._problem import Inputs, make_problem
+from .formulas.y_aware import YAwareInfoNCE
 from .options import LossOptions, Spec
 
-__all__ = ["GRADIENT_MODES", "global_batch_loss", "log_ratio_loss"]
+__all__ = ["GRADIENT_MODES", "global_batch_loss", "log_ratio_loss", "y_aware_infonce_loss"]
 
 Gradient = Literal["ddp-mean", "sum"]
 #: ``gradient=`` choices: how the caller combines the ranks' parameter gradients afterwards.
@@ -115,6 +116,30 @@ def log_ratio_loss(
         embeddings, labels, spec, group=group, gradient=gradient,
         label_distances=label_distances, anchors=anchors, mask=mask,
     )  # fmt: skip
+
+
+def y_aware_infonce_loss(
+    embeddings: torch.Tensor,
+    labels: Any = None,
+    *,
+    group: Any = None,
+    gradient: Gradient = "ddp-mean",
+    anchors: Any = None,
+    temperature: float = 0.1,
+    sigma: float = 1.0,
+    label_metric: Any = "sqeuclidean",
+    weights: str = "paper",
+    reduction: str = "mean",
+    block_size: int | None = None,
+) -> torch.Tensor:
+    """y-aware InfoNCE (:func:`logratio.y_aware_infonce_loss`) of the global batch, from this
+    rank's shard; ``group`` and ``gradient`` as in :func:`log_ratio_loss`.  With
+    ``weights="released"`` every neighbour's row sum runs over the global batch."""
+    formula = YAwareInfoNCE(temperature, sigma, label_metric, weights)
+    spec = Spec.of(formula, reduction, block_size=block_size)
+    return global_batch_loss(
+        embeddings, labels, spec, group=group, gradient=gradient, anchors=anchors
+    )
 
 
 def global_batch_loss(

@@ -55,6 +55,13 @@ CASES = {
     # formulas of the test suite (tests/test_formula_plugin.py) through the same gather
     "plugin-stress": ({"formula": "stress"}, "cont", "ddp-mean", None),
     "plugin-cosine-none": ({"formula": "cosine", "reduction": "none"}, "int", "sum", None),
+    "y-aware": ({"formula": "y_aware"}, "cont", "ddp-mean", None),
+    "y-aware-released-sum": (
+        {"formula": "y_aware_released", "reduction": "sum"},
+        "int2",
+        "sum",
+        None,
+    ),
 }
 
 
@@ -62,11 +69,18 @@ def plugin_formula(options):
     """``(formula, other options)`` of a case: None for the log-ratio loss."""
     from test_formula_plugin import CosineFit, Stress
 
+    from logratio.formulas import YAwareInfoNCE
+
     options = dict(options)
     kind = options.pop("formula", None)
-    if kind is None:
-        return None, options
-    return (Stress(scale=0.7) if kind == "stress" else CosineFit(temperature=0.3)), options
+    formulas = {
+        None: None,
+        "stress": Stress(scale=0.7),
+        "cosine": CosineFit(temperature=0.3),
+        "y_aware": YAwareInfoNCE(temperature=0.5),
+        "y_aware_released": YAwareInfoNCE(temperature=0.5, sigma=0.7, weights="released"),
+    }
+    return formulas[kind], options
 
 
 def global_batch(total: int, d: int = 3):
@@ -126,6 +140,10 @@ def run_cases(rank, world):
         if formula is None:
             value = ld.log_ratio_loss(
                 emb, labels[key][rows], gradient=gradient, anchors=mine, **options
+            )
+        elif name == "y-aware":  # the public entry point
+            value = ld.y_aware_infonce_loss(
+                emb, labels[key][rows], gradient=gradient, anchors=mine, temperature=0.5
             )
         else:
             spec = Spec.of(formula, **options)

@@ -49,13 +49,23 @@ CASES = {
 }
 FULL = ("mean", "none")
 #: formulas of the test suite (tests/test_formula_plugin.py) through the same gather
-PLUGINS = {"plugin-stress": "stress", "plugin-cosine-none": "cosine"}
+PLUGINS = {
+    "plugin-stress": "stress", "plugin-cosine-none": "cosine", "y-aware": "y_aware",
+    "y-aware-released-none": "y_aware_released",
+}  # fmt: skip
 
 
 def plugin(name):
     from test_formula_plugin import CosineFit, Stress
 
-    return Stress(scale=0.7) if PLUGINS[name] == "stress" else CosineFit(temperature=0.3)
+    from logratio.formulas import YAwareInfoNCE
+
+    return {
+        "stress": Stress(scale=0.7),
+        "cosine": CosineFit(temperature=0.3),
+        "y_aware": YAwareInfoNCE(temperature=0.5),
+        "y_aware_released": YAwareInfoNCE(temperature=0.5, sigma=0.7, weights="released"),
+    }[PLUGINS[name]]
 
 
 def run_plugin(mesh, name):

@@ -24,7 +24,7 @@ REL = 1e-12  # float64
 #: the worker's cases (it cannot be imported here: it sets XLA_FLAGS and imports JAX)
 CASES = [
     "mean", "sum-anchors-first", "none", "euclid-root-exclude-callable",
-    "plugin-stress", "plugin-cosine-none",
+    "plugin-stress", "plugin-cosine-none", "y-aware", "y-aware-released-none",
 ]  # fmt: skip
 
 
