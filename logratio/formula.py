@@ -171,7 +171,8 @@ def _where(cls: type) -> str:
 
 def is_registered(formula: Any) -> bool:
     """Whether ``formula``'s class is the one registered under its name."""
-    return _REGISTRY.get(getattr(type(formula), "name", None)) is type(formula)
+    name = getattr(type(formula), "name", None)
+    return isinstance(name, str) and _REGISTRY.get(name) is type(formula)
 
 
 def formula_type(name: str) -> type:

@@ -55,14 +55,15 @@ def terms_in_place(xp: Namespace, opts: Any, blk: Block, want_kernel: bool) -> T
     anchor itself (docs/design.md §1.1-§1.2).  Two (r, n) buffers (a third for Euclidean
     distances with the kernel), about a dozen passes.
     """
-    np = array_module(xp)
+    np: Any = array_module(xp)  # NumPy or CuPy: the caller checked
     eps = float(blk.values[0])
     root_eps = float(blk.values[1])
     r = blk.anchors.shape[0]
     others = blk.cols.shape[0] - 1 if blk.dense else blk.cols.shape[0]
     n = max(others, 0)
     dtype = blk.anchors.dtype
-    sq, found = blk.pairs, blk.refined
+    sq: Any = blk.pairs
+    found = blk.refined
     # positions that add no gradient: the diagonal (dense), then the copies
     if blk.dense:
         diag = (np.arange(r), blk.ids)

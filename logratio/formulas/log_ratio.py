@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 from .. import _validation as v
+from .._validation import Array
 from ..distances import direct_distances
 from ..formula import Block, InPlace, PairKind, Terms, register
 from ._groups import tie_groups
@@ -104,7 +105,7 @@ def _terms(xp: Any, opts: LogRatio, blk: Block, want_kernel: bool) -> Terms:
     # D = 0 (copies), the anchor itself and masked-out pairs add no gradient (∇D =
     # 2 (f_a − f_b) = 0 for copies, whereas K·(f_a − f_b) evaluated as rowsum(K)·f_a − K·f
     # would leave noise u·K_ab·‖f‖)
-    sq = blk.pairs
+    sq: Array = blk.pairs  # set by the engine before the formula runs
     # valid: the pairs of an anchor with any other row (and allowed by the mask); a
     # reference set (docs/design.md §1) never holds the anchor itself
     if blk.dense:
