@@ -17,6 +17,7 @@ from .loss import (
 )
 from .mining import dense_triplets
 from .options import LossOptions
+from .rank_n_contrast import rank_n_contrast_loss, rank_n_contrast_loss_and_grad
 from .sampler import DenseBatchSampler
 from .triplets import triplet_log_ratio_loss
 from .y_aware import y_aware_infonce_loss, y_aware_infonce_loss_and_grad
@@ -26,6 +27,7 @@ __all__ = [
     "LogRatioLoss",
     "LossOptions",
     "PeriodicMetric",
+    "RankNContrastLoss",
     "YAwareInfoNCELoss",
     "dense_triplets",
     "knn_method",
@@ -35,6 +37,8 @@ __all__ = [
     "metrics",
     "pairwise_distances",
     "periodic",
+    "rank_n_contrast_loss",
+    "rank_n_contrast_loss_and_grad",
     "reference_log_ratio_loss",
     "reference_log_ratio_loss_and_grad",
     "triplet_log_ratio_loss",
@@ -45,10 +49,11 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:
-    """The ``torch.nn.Module`` losses (``LogRatioLoss``, ``YAwareInfoNCELoss``) and
+    """The ``torch.nn.Module`` losses (``LogRatioLoss``, ``RankNContrastLoss``,
+    ``YAwareInfoNCELoss``) and
     ``logratio.distributed`` (the global-batch loss of data-parallel PyTorch): they import
     PyTorch, so only when asked for."""
-    if name in ("LogRatioLoss", "YAwareInfoNCELoss"):
+    if name in ("LogRatioLoss", "RankNContrastLoss", "YAwareInfoNCELoss"):
         from . import nn
 
         return getattr(nn, name)

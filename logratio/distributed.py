@@ -51,10 +51,17 @@ from torch.autograd.function import once_differentiable
 from . import _dense
 from . import _validation as v
 from ._problem import Inputs, make_problem
+from .formulas.rank_n_contrast import RankNContrast
 from .formulas.y_aware import YAwareInfoNCE
 from .options import LossOptions, Spec
 
-__all__ = ["GRADIENT_MODES", "global_batch_loss", "log_ratio_loss", "y_aware_infonce_loss"]
+__all__ = [
+    "GRADIENT_MODES",
+    "global_batch_loss",
+    "log_ratio_loss",
+    "rank_n_contrast_loss",
+    "y_aware_infonce_loss",
+]
 
 Gradient = Literal["ddp-mean", "sum"]
 #: ``gradient=`` choices: how the caller combines the ranks' parameter gradients afterwards.
@@ -137,6 +144,26 @@ def y_aware_infonce_loss(
     ``weights="released"`` every neighbour's row sum runs over the global batch."""
     formula = YAwareInfoNCE(temperature, sigma, label_metric, weights)
     spec = Spec.of(formula, reduction, block_size=block_size)
+    return global_batch_loss(
+        embeddings, labels, spec, group=group, gradient=gradient, anchors=anchors
+    )
+
+
+def rank_n_contrast_loss(
+    embeddings: torch.Tensor,
+    labels: Any = None,
+    *,
+    group: Any = None,
+    gradient: Gradient = "ddp-mean",
+    anchors: Any = None,
+    temperature: float = 2.0,
+    label_metric: Any = "cityblock",
+    reduction: str = "mean",
+    block_size: int | None = None,
+) -> torch.Tensor:
+    """Rank-N-Contrast (:func:`logratio.rank_n_contrast_loss`) of the global batch, from
+    this rank's shard; ``group`` and ``gradient`` as in :func:`log_ratio_loss`."""
+    spec = Spec.of(RankNContrast(temperature, label_metric), reduction, block_size=block_size)
     return global_batch_loss(
         embeddings, labels, spec, group=group, gradient=gradient, anchors=anchors
     )

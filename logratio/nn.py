@@ -12,10 +12,11 @@ import torch
 
 from ._problem import Arrays
 from .backends.torch import loss
+from .formulas.rank_n_contrast import RankNContrast
 from .formulas.y_aware import YAwareInfoNCE
 from .options import LossOptions, Spec
 
-__all__ = ["LogRatioLoss", "YAwareInfoNCELoss"]
+__all__ = ["LogRatioLoss", "RankNContrastLoss", "YAwareInfoNCELoss"]
 
 
 _UNSET: Any = object()
@@ -142,5 +143,43 @@ class YAwareInfoNCELoss(torch.nn.Module):
         return (
             f"temperature={f.temperature}, sigma={f.sigma}, label_metric={metric}, "
             f"weights={f.weights!r}, "
+            f"reduction={self.spec.reduction!r}, block_size={self.spec.run.block_size}"
+        )
+
+
+class RankNContrastLoss(torch.nn.Module):
+    """Rank-N-Contrast (Zha et al., NeurIPS 2023) as a ``torch.nn.Module``:
+    ``loss_fn = RankNContrastLoss(temperature=2.0)`` then ``loss_fn(embeddings, labels)``.
+    Options and arguments as in :func:`logratio.rank_n_contrast_loss`; no parameters."""
+
+    def __init__(
+        self,
+        *,
+        temperature: float = 2.0,
+        label_metric: Any = "cityblock",
+        reduction: str = "mean",
+        block_size: int | None = None,
+        compile: bool | None = None,
+    ) -> None:
+        super().__init__()
+        formula = RankNContrast(temperature, label_metric)
+        self.spec = Spec.of(formula, reduction, block_size=block_size, compile=compile)
+
+    def forward(
+        self,
+        embeddings: torch.Tensor,
+        labels: Any = None,
+        *,
+        label_distances: Any = None,
+        anchors: Any = None,
+        mask: Any = None,
+    ) -> torch.Tensor:
+        return loss(Arrays(embeddings, labels, label_distances, anchors, mask), self.spec)
+
+    def extra_repr(self) -> str:
+        f = self.spec.formula
+        metric = getattr(f.label_metric, "__name__", repr(f.label_metric))
+        return (
+            f"temperature={f.temperature}, label_metric={metric}, "
             f"reduction={self.spec.reduction!r}, block_size={self.spec.run.block_size}"
         )

@@ -56,6 +56,8 @@ CASES = {
     "plugin-stress": ({"formula": "stress"}, "cont", "ddp-mean", None),
     "plugin-cosine-none": ({"formula": "cosine", "reduction": "none"}, "int", "sum", None),
     "y-aware": ({"formula": "y_aware"}, "cont", "ddp-mean", None),
+    "rank-n-contrast": ({"formula": "rnc"}, "int", "ddp-mean", None),
+    "rank-n-contrast-none": ({"formula": "rnc", "reduction": "none"}, "int2", "sum", None),
     "y-aware-released-sum": (
         {"formula": "y_aware_released", "reduction": "sum"},
         "int2",
@@ -69,7 +71,7 @@ def plugin_formula(options):
     """``(formula, other options)`` of a case: None for the log-ratio loss."""
     from test_formula_plugin import CosineFit, Stress
 
-    from logratio.formulas import YAwareInfoNCE
+    from logratio.formulas import RankNContrast, YAwareInfoNCE
 
     options = dict(options)
     kind = options.pop("formula", None)
@@ -79,6 +81,7 @@ def plugin_formula(options):
         "cosine": CosineFit(temperature=0.3),
         "y_aware": YAwareInfoNCE(temperature=0.5),
         "y_aware_released": YAwareInfoNCE(temperature=0.5, sigma=0.7, weights="released"),
+        "rnc": RankNContrast(temperature=1.5),
     }
     return formulas[kind], options
 
@@ -141,9 +144,13 @@ def run_cases(rank, world):
             value = ld.log_ratio_loss(
                 emb, labels[key][rows], gradient=gradient, anchors=mine, **options
             )
-        elif name == "y-aware":  # the public entry point
+        elif name == "y-aware":  # the public entry points
             value = ld.y_aware_infonce_loss(
                 emb, labels[key][rows], gradient=gradient, anchors=mine, temperature=0.5
+            )
+        elif name == "rank-n-contrast":
+            value = ld.rank_n_contrast_loss(
+                emb, labels[key][rows], gradient=gradient, anchors=mine, temperature=1.5
             )
         else:
             spec = Spec.of(formula, **options)

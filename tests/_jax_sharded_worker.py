@@ -51,20 +51,22 @@ FULL = ("mean", "none")
 #: formulas of the test suite (tests/test_formula_plugin.py) through the same gather
 PLUGINS = {
     "plugin-stress": "stress", "plugin-cosine-none": "cosine", "y-aware": "y_aware",
-    "y-aware-released-none": "y_aware_released",
+    "y-aware-released-none": "y_aware_released", "rank-n-contrast": "rnc",
+    "rank-n-contrast-none": "rnc",
 }  # fmt: skip
 
 
 def plugin(name):
     from test_formula_plugin import CosineFit, Stress
 
-    from logratio.formulas import YAwareInfoNCE
+    from logratio.formulas import RankNContrast, YAwareInfoNCE
 
     return {
         "stress": Stress(scale=0.7),
         "cosine": CosineFit(temperature=0.3),
         "y_aware": YAwareInfoNCE(temperature=0.5),
         "y_aware_released": YAwareInfoNCE(temperature=0.5, sigma=0.7, weights="released"),
+        "rnc": RankNContrast(temperature=1.5),
     }[PLUGINS[name]]
 
 

@@ -25,6 +25,7 @@ REL = 1e-12  # float64
 CASES = [
     "mean", "sum-anchors-first", "none", "euclid-root-exclude-callable",
     "plugin-stress", "plugin-cosine-none", "y-aware", "y-aware-released-none",
+    "rank-n-contrast", "rank-n-contrast-none",
 ]  # fmt: skip
 
 

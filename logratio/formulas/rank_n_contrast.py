@@ -1,0 +1,125 @@
+"""Rank-N-Contrast as a formula of the engine (Zha et al., NeurIPS 2023).
+
+"Rank-N-Contrast: Learning Continuous Representations for Regression".  With similarities
+``s_ij = −‖z_i − z_j‖ / τ`` and label distances ``Δ`` (L1 by default), every anchor ``i`` and
+positive ``k ≠ i`` contribute
+
+    ℓ_ik = −s_ik + log Σ_{j ≠ i, Δ_ij ≥ Δ_ik} exp(s_ij)
+
+(the sum includes ``k`` and its ties), and the loss is the mean over the pairs.  Sorted by
+label distance, a row's denominators are suffix log-sum-exps taken from the start of each
+tie group, and the gradient with respect to ``s`` is a prefix sum over the same order
+(docs/design.md §9): O(r·n·log n) per block of r anchors, where the released loop is
+O(n³) in time and memory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from .. import _validation as v
+from .._validation import Array
+from ..distances import direct_distances
+from ..formula import Block, PairKind, Terms, register
+from ._cumulative import cumulative_logsumexp
+
+__all__ = ["RankNContrast"]
+
+
+@register
+@dataclass(frozen=True)
+class RankNContrast:
+    """The options of Rank-N-Contrast, validated on creation.
+
+    Attributes:
+      temperature: τ > 0 (the paper: 2).
+      label_metric: the label distance: ``"cityblock"`` (L1, the paper), ``"euclidean"``,
+        ``"sqeuclidean"`` or a callable.
+    """
+
+    name: ClassVar[str] = "rank_n_contrast"
+    pairs: ClassVar[PairKind] = "sqeuclidean"
+
+    temperature: float = 2.0
+    label_metric: str | Callable[..., Any] = "cityblock"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "temperature", v.positive_float("temperature", self.temperature))
+        object.__setattr__(self, "label_metric", v.label_metric(self.label_metric))
+
+    def values(self) -> tuple[float, ...]:
+        return (1.0 / self.temperature,)
+
+    def canonical(self) -> RankNContrast:
+        return dataclasses.replace(self, temperature=1.0)
+
+    def in_place(self, xp: Any, mask: Any) -> None:
+        return None
+
+    def terms(self, xp: Any, blk: Block, want_kernel: bool) -> Terms:
+        return _terms(xp, self, blk, want_kernel)
+
+
+def _sorted(xp: Any, x: Array, flat_order: Array, shape: tuple[int, int]) -> Array:
+    return xp.reshape(xp.take(xp.reshape(x, (-1,)), flat_order), shape)
+
+
+def _terms(xp: Any, opts: RankNContrast, blk: Block, want_kernel: bool) -> Terms:
+    (inv_tau,) = blk.values
+    sq: Array = blk.pairs
+    r, n = sq.shape
+    if blk.dense:
+        valid = blk.ids[:, None] != blk.cols[None, :]
+    else:
+        valid = xp.ones(sq.shape, dtype=xp.bool, device=blk.device)
+    if blk.mask is not None:
+        valid = valid & blk.mask
+    keep = (sq > 0) & valid  # copies (distance 0) count, but add no gradient
+    dist = xp.where(keep, xp.sqrt(xp.where(keep, sq, 1.0)), 0.0)
+    sim = -dist * inv_tau
+    if blk.label_distances is not None:
+        lab = blk.label_distances
+    else:
+        lab = direct_distances(xp, blk.labels, blk.neighbour_labels, opts.label_metric)
+        if lab.dtype != sim.dtype:
+            lab = xp.astype(lab, sim.dtype)
+    count = xp.sum(xp.astype(valid, sim.dtype), axis=1)
+    if n == 0 or r == 0:
+        zero = xp.zeros_like(count)
+        return Terms(zero, count, xp.zeros_like(sim) if want_kernel else None)
+    # each row sorted by label distance, the pairs that do not count last
+    key = xp.where(valid, lab, xp.full_like(lab, math.inf))
+    order = xp.argsort(key, axis=1, stable=True)
+    row_start = xp.arange(r, device=blk.device)[:, None] * n
+    flat = xp.reshape(order + row_start, (-1,))
+    key_s = _sorted(xp, key, flat, (r, n))
+    sim_s = _sorted(xp, sim, flat, (r, n))
+    valid_s = _sorted(xp, valid, flat, (r, n))
+    # tie groups: first and last position of each entry's group, in the flattened block
+    first = xp.ones((r, 1), dtype=xp.bool, device=blk.device)
+    new_group = xp.concat([first, key_s[:, 1:] != key_s[:, :-1]], axis=1)
+    group = xp.cumulative_sum(xp.astype(new_group, order.dtype), axis=1) + row_start
+    group = xp.reshape(group, (-1,))
+    start = xp.searchsorted(group, group, side="left")
+    last = xp.searchsorted(group, group, side="right") - 1
+    # denominators: the suffix log-sum-exp from the start of k's group
+    suffix = xp.reshape(cumulative_logsumexp(xp, sim_s, valid_s, reverse=True), (-1,))
+    denom = xp.reshape(xp.take(suffix, start), (r, n))
+    denom = xp.where(valid_s, denom, 0.0)
+    row_loss = xp.sum(xp.where(valid_s, denom - sim_s, 0.0), axis=1)
+    if not want_kernel:
+        return Terms(row_loss, count, None)
+    # ∂S/∂s_j = −1 + Σ_{k: Δ_k ≤ Δ_j} exp(s_j − D_k): a prefix log-sum-exp of −D up to the
+    # end of j's group
+    prefix = cumulative_logsumexp(xp, -denom, valid_s, reverse=False)
+    upto = xp.reshape(xp.take(xp.reshape(prefix, (-1,)), last), (r, n))
+    grad_s = xp.where(valid_s, xp.exp(xp.where(valid_s, sim_s + upto, 0.0)) - 1.0, 0.0)
+    inverse = xp.reshape(xp.argsort(order, axis=1) + row_start, (-1,))
+    grad = _sorted(xp, grad_s, inverse, (r, n))
+    # K = 2 ∂S/∂‖f_i − f_j‖² = 2 · ∂S/∂s · (−1 / (2 τ D)): zero for copies
+    kernel = xp.where(keep, -grad * inv_tau / xp.where(keep, dist, 1.0), 0.0)
+    return Terms(row_loss, count, kernel)
