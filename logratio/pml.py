@@ -14,7 +14,9 @@ the closed-form gradient (docs/design.md §1.2):
   ``a`` indexes ``emb`` and ``i``, ``j`` index ``ref_emb`` (PML's convention).
 
 ``labels`` are continuous, (B,) or (B, p); PML's own shape check, which requires (B,), is not
-applied.  Importing this module imports pytorch-metric-learning; ``import logratio`` does not.
+applied. :class:`RankNContrastLoss` and :class:`YAwareInfoNCELoss`
+(:mod:`logratio._pml_contrastive`) are the other losses of the engine in the same idiom.
+Importing this module imports pytorch-metric-learning; ``import logratio`` does not.
 """
 
 from __future__ import annotations
@@ -24,15 +26,16 @@ from typing import Any
 import torch
 from pytorch_metric_learning.distances import LpDistance
 from pytorch_metric_learning.losses import BaseMetricLossFunction
-from pytorch_metric_learning.reducers import ClassWeightedReducer, DoNothingReducer, MeanReducer
 
 from . import _validation as v
+from ._pml_common import check_2d, check_reducer, label_tensor, loss_dict
+from ._pml_contrastive import RankNContrastLoss, YAwareInfoNCELoss
 from .distances import direct_distances
 from .loss import log_ratio_loss, reference_log_ratio_loss
 from .options import LossOptions
 from .triplets import triplet_log_ratio_loss
 
-__all__ = ["LogRatioLoss"]
+__all__ = ["LogRatioLoss", "RankNContrastLoss", "YAwareInfoNCELoss"]
 
 _SUPPORTED_DISTANCES = (
     "LpDistance(p=2, power=2) (squared Euclidean, the paper; the default, with "
@@ -103,7 +106,7 @@ class LogRatioLoss(BaseMetricLossFunction):
                 "normalize_embeddings=False) for squared=True, power=1 for squared=False"
             )
         reducer = kwargs.get("reducer")
-        _check_reducer(reducer, reduction)
+        check_reducer(reducer, reduction)
         super().__init__(**kwargs)
         squared, _ = _distance_mode(self.distance)
         if root_eps and squared:
@@ -131,25 +134,25 @@ class LogRatioLoss(BaseMetricLossFunction):
         """The loss, reduced by ``self.reducer``; ``BaseMetricLossFunction.forward`` without
         its check that labels are (B,) class labels."""
         self.reset_stats()
-        _check_2d(embeddings, "embeddings", "(batch_size, embedding_size)")
+        check_2d(embeddings, "embeddings", "(batch_size, embedding_size)")
         if labels is None:
             raise ValueError(
                 "LogRatioLoss needs labels: continuous labels of shape (batch_size,) or "
                 "(batch_size, p)"
             )
-        labels = _label_tensor(labels, embeddings, "labels")
+        labels = label_tensor(labels, embeddings, "labels")
         if ref_emb is embeddings and (ref_labels is None or ref_labels is labels):
             ref_emb, ref_labels = None, None
         if ref_emb is None:
             if ref_labels is not None:
                 raise ValueError("ref_labels was given without ref_emb")
         else:
-            _check_2d(ref_emb, "ref_emb", "(num_ref, embedding_size)")
+            check_2d(ref_emb, "ref_emb", "(num_ref, embedding_size)")
             if ref_labels is None:
                 raise ValueError(
                     "ref_emb needs ref_labels: the continuous labels of the reference rows"
                 )
-            ref_labels = _label_tensor(ref_labels, ref_emb, "ref_labels")
+            ref_labels = label_tensor(ref_labels, ref_emb, "ref_labels")
         loss_dict = self.compute_loss(embeddings, labels, indices_tuple, ref_emb, ref_labels)
         self.add_embedding_regularization_to_loss_dict(loss_dict, embeddings)
         return self.reducer(loss_dict, embeddings, labels)
@@ -187,11 +190,11 @@ class LogRatioLoss(BaseMetricLossFunction):
         else:
             losses = reference_log_ratio_loss(embeddings, ref_emb, labels, ref_labels, **kw)
         if o.reduction != "none":
-            return _loss_dict(losses, None, "already_reduced")
+            return loss_dict(losses, None, "already_reduced")
         if losses.shape[0] == 0:
             return self.zero_losses()
         anchors = torch.arange(losses.shape[0], device=embeddings.device)
-        return _loss_dict(losses, anchors, "element")
+        return loss_dict(losses, anchors, "element")
 
     def _triplets(self, o, embeddings, labels, triplets, ref_emb, ref_labels):
         a, i, j = triplets
@@ -216,10 +219,10 @@ class LogRatioLoss(BaseMetricLossFunction):
             reduction=o.reduction,
         )  # fmt: skip
         if o.reduction != "none":
-            return _loss_dict(per, None, "already_reduced")
+            return loss_dict(per, None, "already_reduced")
         if per.shape[0] == 0:
             return self.zero_losses()
-        return _loss_dict(per, triplets, "triplet")
+        return loss_dict(per, triplets, "triplet")
 
     def _label_distances(self, like, rows, cols):
         """(len(rows), len(cols)) label distances with ``label_metric``, computed the way the
@@ -253,22 +256,6 @@ def _distance_mode(distance: Any) -> tuple[bool, bool]:
             f"LpDistance(p={distance.p}, power={distance.power})"
         )
     return distance.power == 2, bool(distance.normalize_embeddings)
-
-
-def _check_reducer(reducer: Any, reduction: str) -> None:
-    if isinstance(reducer, ClassWeightedReducer):
-        raise ValueError(
-            "ClassWeightedReducer weights integer class labels; LogRatioLoss has continuous "
-            "labels: use reduction='none' with another reducer"
-        )
-    if reduction == "none" or reducer is None:
-        return
-    if type(reducer) is not MeanReducer and not isinstance(reducer, DoNothingReducer):
-        raise ValueError(
-            f"{type(reducer).__name__} acts on per-element losses, and with "
-            f"reduction={reduction!r} the loss is already reduced: pass reduction='none' for "
-            "the reducer to act on per-anchor (or, with indices_tuple, per-triplet) losses"
-        )
 
 
 def _triplet_tuple(indices_tuple: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -305,33 +292,3 @@ def _triplet_tuple(indices_tuple: Any) -> tuple[torch.Tensor, torch.Tensor, torc
         if t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool:
             raise TypeError(f"indices_tuple must hold integer indices; got dtype {t.dtype}")
     return parts
-
-
-def _label_tensor(labels: Any, like: torch.Tensor, name: str) -> torch.Tensor:
-    """Labels as a tensor on ``like``'s device, (n,) or (n, p) with n = len(like)."""
-    if not isinstance(labels, torch.Tensor):
-        try:
-            labels = torch.as_tensor(labels)
-        except (TypeError, ValueError, RuntimeError) as err:
-            raise TypeError(f"{name} could not be converted to a tensor: {err}") from err
-    if labels.ndim not in (1, 2) or labels.shape[0] != like.shape[0]:
-        rows = like.shape[0]
-        raise ValueError(
-            f"{name} must have shape ({rows},) or ({rows}, p), one row per embedding; got "
-            f"shape {tuple(labels.shape)}"
-        )
-    return labels if labels.device == like.device else labels.to(like.device)
-
-
-def _loss_dict(losses: Any, indices: Any, reduction_type: str) -> dict[str, dict[str, Any]]:
-    return {"loss": {"losses": losses, "indices": indices, "reduction_type": reduction_type}}
-
-
-def _check_2d(x: Any, name: str, shape: str) -> None:
-    if not isinstance(x, torch.Tensor) or x.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D tensor of shape {shape}; got {_describe(x)}")
-
-
-def _describe(x: Any) -> str:
-    shape = getattr(x, "shape", None)
-    return f"shape {tuple(shape)}" if shape is not None else type(x).__name__

@@ -421,3 +421,44 @@ def test_call_errors():
         loss_fn(emb, y, (two, two + 4, two), ref, ry)
     with pytest.raises(ValueError, match=r"neighbours out of range for embeddings"):
         loss_fn(emb, y, (two, two, two - 1))
+
+
+@pytest.mark.parametrize("name", ["RankNContrastLoss", "YAwareInfoNCELoss"])
+def test_contrastive_losses_in_pmls_idiom(name):
+    """logratio.pml.RankNContrastLoss and YAwareInfoNCELoss: the functional loss and its
+    gradient through PML's call; "none" hands per-anchor losses to a reducer; what they
+    cannot do is refused by name."""
+    from pytorch_metric_learning.distances import LpDistance
+    from pytorch_metric_learning.reducers import ClassWeightedReducer, MeanReducer
+
+    import logratio.pml as lp
+
+    cls = getattr(lp, name)
+    fn = (
+        logratio.rank_n_contrast_loss
+        if name == "RankNContrastLoss"
+        else logratio.y_aware_infonce_loss
+    )
+    g = torch.Generator().manual_seed(0)
+    emb = torch.randn(9, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    y = torch.rand(9, generator=g, dtype=torch.float64) * 3
+    loss = cls(temperature=0.7)(emb, y)
+    loss.backward()
+    ref = emb.detach().clone().requires_grad_(True)
+    want = fn(ref, y, temperature=0.7)
+    want.backward()
+    assert loss.item() == pytest.approx(want.item(), rel=1e-12)
+    torch.testing.assert_close(emb.grad, ref.grad)
+    per = fn(emb.detach(), y, temperature=0.7, reduction="none")
+    reduced = cls(temperature=0.7, reduction="none", reducer=MeanReducer())(emb, y)
+    assert reduced.item() == pytest.approx(per.mean().item(), rel=1e-12)
+    with pytest.raises(ValueError, match="indices_tuple"):
+        cls()(emb, y, indices_tuple=(torch.tensor([0]), torch.tensor([1]), torch.tensor([2])))
+    with pytest.raises(ValueError, match="ref_emb"):
+        cls()(emb, y, ref_emb=emb, ref_labels=y)
+    with pytest.raises(TypeError, match="distance"):
+        cls(distance=LpDistance())
+    with pytest.raises(ValueError, match="ClassWeightedReducer"):
+        cls(reducer=ClassWeightedReducer(weights=torch.ones(2)))
+    with pytest.raises(ValueError, match="temperature"):
+        cls(temperature=0.0)
