@@ -93,7 +93,21 @@ def test_problems_cover_the_options_and_match_the_test_reference():
     seen = {key for p in problems for key in p.options}
     assert {"anchors", "squared", "ties", "mask", "reduction", "label_metric"} <= seen
     assert any(p.label_distances is not None for p in problems)
+    assert {p.function for p in problems} == set(check.problems.LOSSES)
     for p in problems:
+        if p.function != "log_ratio":  # the contrastive losses' own restatements
+            from test_rank_n_contrast import pairs_loss
+            from test_y_aware import restated
+
+            opts = dict(p.options)
+            tau = opts.pop("temperature")
+            if p.function == "rank_n_contrast":
+                want = pairs_loss(p.embeddings, p.labels, tau=tau, **opts)
+            else:
+                want = restated(p.embeddings, p.labels, tau=tau, **opts)
+            assert np.sum(p.loss) == pytest.approx(np.sum(want), rel=1e-12)
+            assert np.abs(p.grad).max() > 0
+            continue
         dl = p.label_distances
         if dl is None:
             dl = reference.label_distance_matrix(

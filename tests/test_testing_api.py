@@ -260,3 +260,29 @@ def test_cli_against_gradient_and_fixed_options(capsys):
 def test_cli_against_usage_errors_exit_2(argv, capsys):
     assert check_cli.main(argv) == 2
     assert "error" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "name", ["reference_rank_n_contrast_loss_and_grad", "reference_y_aware_infonce_loss_and_grad"]
+)
+def test_contrastive_references(name):
+    """The public loop references of the other two losses: their gradient is their own
+    loss's central differences, and the engine agrees with them (float64)."""
+    from logratio._reference import finite_differences
+
+    ref = getattr(testing, name)
+    fn = (
+        logratio.rank_n_contrast_loss_and_grad
+        if "rank" in name
+        else logratio.y_aware_infonce_loss_and_grad
+    )
+    rng = np.random.default_rng(0)
+    z, y = rng.normal(size=(6, 3)), rng.integers(0, 3, size=6).astype(np.float64)
+    mask = rng.random((6, 6)) < 0.8
+    for kw in ({}, {"anchors": [2, 0, 2], "reduction": "sum"}, {"mask": mask}):
+        loss, grad = ref(z, y, **kw)
+        fd = finite_differences(lambda x, kw=kw: float(ref(x, y, **kw)[0]), z)
+        np.testing.assert_allclose(grad, fd, rtol=1e-6, atol=1e-8)
+        got, got_grad = fn(z, y, **kw)
+        assert float(got) == pytest.approx(float(loss), rel=1e-12)
+        np.testing.assert_allclose(got_grad, grad, rtol=1e-10, atol=1e-13)

@@ -1,10 +1,11 @@
-"""``logratio check``: validate the loss and its gradient on every installed backend.
+"""``logratio check``: validate the losses and their gradients on every installed backend.
 
 For each backend and device found (NumPy, array-api-strict, PyTorch CPU/CUDA/MPS, JAX
 CPU/GPU, CuPy; the shared registry :mod:`logratio.testing.backends`) and each of float32 and
 float64, a few small random problems covering the options are solved with
-:func:`logratio.log_ratio_loss_and_grad` and compared with a float64 reference that
-enumerates every triplet with loops, with the framework's own automatic differentiation and
+:func:`logratio.log_ratio_loss_and_grad` (and, for a few, with Rank-N-Contrast and
+y-aware InfoNCE) and compared with a float64 reference that enumerates every triplet or pair
+with loops, with the framework's own automatic differentiation and
 with central finite differences.  With ``--half``, float16 and bfloat16 inputs are checked
 too.  Frameworks are imported only when the check runs: ``import logratio.check`` imports
 none of them.

@@ -1,10 +1,10 @@
 """Running one backend and dtype against the float64 references.
 
-Each problem of :mod:`.problems` is solved with :func:`logratio.log_ratio_loss_and_grad` and
+Each problem of :mod:`.problems` is solved with its loss's ``..._and_grad`` function and
 compared with
 
 * the float64 loop reference's loss and gradient;
-* the framework's own automatic differentiation of :func:`logratio.log_ratio_loss`, where it
+* the framework's own automatic differentiation of the loss, where it
   has one (``Backend.grad``: PyTorch, JAX);
 * central finite differences of the backend's own float64 loss.
 
@@ -31,13 +31,7 @@ import logratio
 from .. import _reference as ref
 from ..testing import backends as registry
 from ..testing.backends import Backend
-from .problems import (
-    CheckProblem,
-    label_distance_matrix,
-    make_problems,
-    reference_options,
-    with_reference,
-)
+from .problems import LOSSES, CheckProblem, make_problems, reference_answer, with_reference
 
 __all__ = [
     "BACKENDS",
@@ -104,11 +98,13 @@ def check_backend(backend: Backend, dtype: str, problems: list[CheckProblem]) ->
 
             def solve(xs: list[Any]) -> list[tuple[Any, Any, Any]]:
                 out = []
-                for x, kw in zip(xs, kwargs, strict=True):
-                    loss, grad = logratio.log_ratio_loss_and_grad(x, **kw)
+                for x, kw, prob in zip(xs, kwargs, problems, strict=True):
+                    fn = getattr(logratio, LOSSES[prob.function])
+                    loss, grad = getattr(logratio, LOSSES[prob.function] + "_and_grad")(x, **kw)
                     auto = None
                     if backend.grad is not None:
-                        auto = backend.grad(lambda z, kw=kw: logratio.log_ratio_loss(z, **kw), x)
+                        objective = _objective(fn, kw, prob.options.get("reduction"))
+                        auto = backend.grad(objective, x)
                     out.append((loss, grad, auto))
                 return out
 
@@ -157,8 +153,13 @@ def _fd_gradients(
 
     def losses(stacks: list[Any]) -> list[Any]:
         return [
-            backend.map_over(lambda z, kw=kw: logratio.log_ratio_loss(z, **kw), stack)
-            for stack, kw in zip(stacks, kwargs, strict=True)
+            backend.map_over(
+                _objective(
+                    getattr(logratio, LOSSES[prob.function]), kw, prob.options.get("reduction")
+                ),
+                stack,
+            )
+            for stack, kw, prob in zip(stacks, kwargs, problems, strict=True)
         ]
 
     out = []
@@ -177,8 +178,22 @@ def _rounded(backend: Backend, dtype: str, prob: CheckProblem) -> CheckProblem:
 
     return with_reference(
         prob.name, rnd(prob.embeddings), rnd(prob.labels), rnd(prob.label_distances),
-        prob.options,
+        prob.options, prob.function,
     )  # fmt: skip
+
+
+def _objective(fn: Any, kw: dict[str, Any], reduction: str | None) -> Any:
+    """The scalar whose gradient the reference gives: the loss, or for ``"none"`` the sum of
+    the per-anchor losses."""
+    if reduction == "none":
+        return lambda z: _sum(fn(z, **kw))
+    return lambda z: fn(z, **kw)
+
+
+def _sum(x: Any) -> Any:
+    import array_api_compat
+
+    return array_api_compat.array_namespace(x).sum(x)
 
 
 def _float64(x: Any) -> np.ndarray:
@@ -213,10 +228,14 @@ def reference_self_check(problems: list[CheckProblem]) -> float:
     """Largest relative difference between the reference gradient and its finite differences."""
     worst = 0.0
     for prob in problems:
-        dist = label_distance_matrix(prob.labels, prob.label_distances, prob.options)
-        opts = reference_options(prob.options)
-        fd = ref.finite_differences(lambda f, d=dist, o=opts: ref.loss_and_grad(f, d, **o)[0],
-                                    prob.embeddings)  # fmt: skip
+
+        def value(f: np.ndarray, prob: CheckProblem = prob) -> float:
+            loss, _ = reference_answer(
+                prob.function, f, prob.labels, prob.label_distances, prob.options
+            )
+            return float(np.sum(loss))
+
+        fd = ref.finite_differences(value, prob.embeddings)
         worst = max(worst, relative_error(prob.grad, fd))
     return worst
 

@@ -1,10 +1,12 @@
-"""The check's problems: small random inputs covering the loss's options, with their answers.
+"""The check's problems: small random inputs covering the losses' options, with their answers.
 
-Every problem has B = 8 rows of d = 3 embeddings and one option set (every row an anchor, the
-paper's single anchor, an anchor subset, ties included and excluded, squared and plain
-Euclidean distances, a pair mask, given label distances).  Its loss and gradient come from the
-float64 loop reference, :mod:`logratio._reference`, which enumerates every triplet
-(docs/design.md §1) and shares no code with the dense O(B²) identity under test.
+Every problem has B = 8 rows of d = 3 embeddings, one loss and one option set.  For the
+log-ratio loss: every row an anchor, the paper's single anchor, an anchor subset, ties
+included and excluded, squared and plain Euclidean distances, a pair mask, given label
+distances; for Rank-N-Contrast and y-aware InfoNCE one problem each (ties, a mask or an
+anchor subset).  Their losses and gradients come from float64 loop references
+(:mod:`logratio._reference`, :mod:`logratio._reference_contrastive`), which share no code
+with the engine under test.
 """
 
 from __future__ import annotations
@@ -15,11 +17,14 @@ from typing import Any
 import numpy as np
 
 from .. import _reference as ref
+from .. import _reference_contrastive as ref_contrastive
 
 __all__ = [
+    "LOSSES",
     "CheckProblem",
     "label_distance_matrix",
     "make_problems",
+    "reference_answer",
     "reference_options",
     "with_reference",
 ]
@@ -36,6 +41,15 @@ class CheckProblem:
     options: dict[str, Any]
     loss: float
     grad: np.ndarray
+    function: str = "log_ratio"  # the loss checked: a key of LOSSES
+
+
+#: loss name -> the public function's name in ``logratio`` (its ``..._and_grad`` twin too)
+LOSSES = {
+    "log_ratio": "log_ratio_loss",
+    "rank_n_contrast": "rank_n_contrast_loss",
+    "y_aware_infonce": "y_aware_infonce_loss",
+}
 
 
 def make_problems(seed: int = 0) -> list[CheckProblem]:
@@ -67,6 +81,19 @@ def make_problems(seed: int = 0) -> list[CheckProblem]:
         if options.pop("mask", False):
             options["mask"] = rng.random((b, b)) < 0.8
         out.append(with_reference(name, f, labels, dl, options))
+    contrastive: list[tuple[str, str, dict[str, Any]]] = [
+        ("Rank-N-Contrast, ties, mask, sum", "rank_n_contrast",
+         {"mask": True, "reduction": "sum", "temperature": 1.0}),
+        ("y-aware InfoNCE, anchor subset", "y_aware_infonce",
+         {"anchors": [1, 4, 4], "temperature": 0.5, "sigma": 2.0}),
+    ]  # fmt: skip
+    for name, function, opts in contrastive:
+        f = rng.normal(size=(b, d))
+        labels = rng.integers(0, 4, size=b).astype(np.float64)  # ties in every row
+        options = dict(opts)
+        if options.pop("mask", False):
+            options["mask"] = rng.random((b, b)) < 0.8
+        out.append(with_reference(name, f, labels, None, options, function))
     return out
 
 
@@ -91,14 +118,29 @@ def label_distance_matrix(
     return ref.label_distances(labels, options.get("label_metric", "euclidean"))
 
 
+def reference_answer(
+    function: str,
+    embeddings: np.ndarray,
+    labels: np.ndarray | None,
+    label_distances: np.ndarray | None,
+    options: dict[str, Any],
+) -> tuple[Any, np.ndarray]:
+    """``(loss, gradient)`` of the float64 loop reference of ``function`` (a key of LOSSES)."""
+    if function == "log_ratio":
+        dist = label_distance_matrix(labels, label_distances, options)
+        return ref.loss_and_grad(embeddings, dist, **reference_options(options))
+    loops = getattr(ref_contrastive, function)
+    return loops(embeddings, labels, label_distances_=label_distances, **options)
+
+
 def with_reference(
     name: str,
     embeddings: np.ndarray,
     labels: np.ndarray | None,
     label_distances: np.ndarray | None,
     options: dict[str, Any],
+    function: str = "log_ratio",
 ) -> CheckProblem:
     """A problem with its loss and gradient computed by the float64 loop reference."""
-    dist = label_distance_matrix(labels, label_distances, options)
-    loss, grad = ref.loss_and_grad(embeddings, dist, **reference_options(options))
-    return CheckProblem(name, embeddings, labels, label_distances, options, loss, grad)
+    loss, grad = reference_answer(function, embeddings, labels, label_distances, options)
+    return CheckProblem(name, embeddings, labels, label_distances, options, loss, grad, function)

@@ -16,6 +16,9 @@ at all), averaged over the counted triplets.
   ``fn(embeddings, labels, **options)`` (and optionally its gradient) on Hypothesis-drawn
   problems and raises an AssertionError with the smallest failing example; ``logratio check
   --against MODULE:FUNCTION`` does the same from the command line.
+* :func:`reference_rank_n_contrast_loss_and_grad`,
+  :func:`reference_y_aware_infonce_loss_and_grad` (:mod:`.contrastive`): the same kind of loop
+  references for the other two losses of the library.
 * :mod:`.strategies`: the Hypothesis strategies for problems (embeddings with duplicate rows,
   labels with ties, masks, anchors) and :class:`~.strategies.LossCase`.
 * :mod:`.backends`: how to reach each array library (conversion, devices, synchronisation,
@@ -28,6 +31,10 @@ at all), averaged over the counted triplets.
 from typing import Any
 
 from . import backends
+from .contrastive import (
+    reference_rank_n_contrast_loss_and_grad,
+    reference_y_aware_infonce_loss_and_grad,
+)
 from .reference import (
     reference_anchors,
     reference_label_distances,
@@ -43,7 +50,9 @@ __all__ = [
     "reference_label_distances",
     "reference_loss",
     "reference_loss_and_grad",
+    "reference_rank_n_contrast_loss_and_grad",
     "reference_triplets",
+    "reference_y_aware_infonce_loss_and_grad",
     "strategies",
 ]
 
