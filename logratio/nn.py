@@ -6,6 +6,7 @@ Importing this module imports PyTorch; ``logratio.LogRatioLoss`` reaches it lazi
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import torch
@@ -105,7 +106,36 @@ class LogRatioLoss(torch.nn.Module):
         return text
 
 
-class YAwareInfoNCELoss(torch.nn.Module):
+class _FormulaLoss(torch.nn.Module):
+    """A loss of the engine as a module: the spec built once, the arrays per call."""
+
+    def __init__(self, formula: Any, reduction: str, block_size: Any, compile: Any) -> None:
+        super().__init__()
+        self.spec = Spec.of(formula, reduction, block_size=block_size, compile=compile)
+
+    def forward(
+        self,
+        embeddings: torch.Tensor,
+        labels: Any = None,
+        *,
+        label_distances: Any = None,
+        anchors: Any = None,
+        mask: Any = None,
+    ) -> torch.Tensor:
+        return loss(Arrays(embeddings, labels, label_distances, anchors, mask), self.spec)
+
+    def extra_repr(self) -> str:
+        f = self.spec.formula
+        shown = {
+            k: getattr(v, "__name__", v) for k, v in dataclasses.asdict(f).items()
+        }  # a callable label metric by its name
+        options = ", ".join(f"{k}={v!r}" for k, v in shown.items())
+        return (
+            f"{options}, reduction={self.spec.reduction!r}, block_size={self.spec.run.block_size}"
+        )
+
+
+class YAwareInfoNCELoss(_FormulaLoss):
     """y-aware InfoNCE (Dufumier et al., MICCAI 2021) as a ``torch.nn.Module``:
     ``loss_fn = YAwareInfoNCELoss(temperature=0.1, sigma=1.0)`` then
     ``loss_fn(embeddings, labels)``.  Options and arguments as in
@@ -122,32 +152,11 @@ class YAwareInfoNCELoss(torch.nn.Module):
         block_size: int | None = None,
         compile: bool | None = None,
     ) -> None:
-        super().__init__()
         formula = YAwareInfoNCE(temperature, sigma, label_metric, weights)
-        self.spec = Spec.of(formula, reduction, block_size=block_size, compile=compile)
-
-    def forward(
-        self,
-        embeddings: torch.Tensor,
-        labels: Any = None,
-        *,
-        label_distances: Any = None,
-        anchors: Any = None,
-        mask: Any = None,
-    ) -> torch.Tensor:
-        return loss(Arrays(embeddings, labels, label_distances, anchors, mask), self.spec)
-
-    def extra_repr(self) -> str:
-        f = self.spec.formula
-        metric = getattr(f.label_metric, "__name__", repr(f.label_metric))
-        return (
-            f"temperature={f.temperature}, sigma={f.sigma}, label_metric={metric}, "
-            f"weights={f.weights!r}, "
-            f"reduction={self.spec.reduction!r}, block_size={self.spec.run.block_size}"
-        )
+        super().__init__(formula, reduction, block_size, compile)
 
 
-class RankNContrastLoss(torch.nn.Module):
+class RankNContrastLoss(_FormulaLoss):
     """Rank-N-Contrast (Zha et al., NeurIPS 2023) as a ``torch.nn.Module``:
     ``loss_fn = RankNContrastLoss(temperature=2.0)`` then ``loss_fn(embeddings, labels)``.
     Options and arguments as in :func:`logratio.rank_n_contrast_loss`; no parameters."""
@@ -161,25 +170,5 @@ class RankNContrastLoss(torch.nn.Module):
         block_size: int | None = None,
         compile: bool | None = None,
     ) -> None:
-        super().__init__()
         formula = RankNContrast(temperature, label_metric)
-        self.spec = Spec.of(formula, reduction, block_size=block_size, compile=compile)
-
-    def forward(
-        self,
-        embeddings: torch.Tensor,
-        labels: Any = None,
-        *,
-        label_distances: Any = None,
-        anchors: Any = None,
-        mask: Any = None,
-    ) -> torch.Tensor:
-        return loss(Arrays(embeddings, labels, label_distances, anchors, mask), self.spec)
-
-    def extra_repr(self) -> str:
-        f = self.spec.formula
-        metric = getattr(f.label_metric, "__name__", repr(f.label_metric))
-        return (
-            f"temperature={f.temperature}, label_metric={metric}, "
-            f"reduction={self.spec.reduction!r}, block_size={self.spec.run.block_size}"
-        )
+        super().__init__(formula, reduction, block_size, compile)

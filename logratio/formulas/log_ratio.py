@@ -22,6 +22,7 @@ from .._validation import Array
 from ..distances import direct_distances
 from ..formula import Block, InPlace, PairKind, Terms, register
 from ._groups import tie_groups
+from ._pairs_of_block import counted
 
 __all__ = ["LogRatio"]
 
@@ -108,12 +109,7 @@ def _terms(xp: Any, opts: LogRatio, blk: Block, want_kernel: bool) -> Terms:
     sq: Array = blk.pairs  # set by the engine before the formula runs
     # valid: the pairs of an anchor with any other row (and allowed by the mask); a
     # reference set (docs/design.md §1) never holds the anchor itself
-    if blk.dense:
-        valid = blk.ids[:, None] != blk.cols[None, :]
-    else:
-        valid = xp.ones(sq.shape, dtype=xp.bool, device=blk.device)
-    if blk.mask is not None:
-        valid = valid & blk.mask
+    valid = counted(xp, blk, sq.shape)
     above = sq > 0  # not a copy (logratio._near sets copies to exactly 0)
     keep = above & valid
     if opts.squared:

@@ -23,9 +23,9 @@ from typing import Any, ClassVar
 
 from .. import _validation as v
 from .._validation import Array
-from ..distances import direct_distances
 from ..formula import Block, PairKind, Terms, register
 from ._cumulative import cumulative_logsumexp
+from ._pairs_of_block import counted, label_distances
 
 __all__ = ["RankNContrast"]
 
@@ -72,21 +72,11 @@ def _terms(xp: Any, opts: RankNContrast, blk: Block, want_kernel: bool) -> Terms
     (inv_tau,) = blk.values
     sq: Array = blk.pairs
     r, n = sq.shape
-    if blk.dense:
-        valid = blk.ids[:, None] != blk.cols[None, :]
-    else:
-        valid = xp.ones(sq.shape, dtype=xp.bool, device=blk.device)
-    if blk.mask is not None:
-        valid = valid & blk.mask
+    valid = counted(xp, blk, sq.shape)
     keep = (sq > 0) & valid  # copies (distance 0) count, but add no gradient
     dist = xp.where(keep, xp.sqrt(xp.where(keep, sq, 1.0)), 0.0)
     sim = -dist * inv_tau
-    if blk.label_distances is not None:
-        lab = blk.label_distances
-    else:
-        lab = direct_distances(xp, blk.labels, blk.neighbour_labels, opts.label_metric)
-        if lab.dtype != sim.dtype:
-            lab = xp.astype(lab, sim.dtype)
+    lab = label_distances(xp, blk, opts.label_metric, sim.dtype)
     count = xp.sum(xp.astype(valid, sim.dtype), axis=1)
     if n == 0 or r == 0:
         zero = xp.zeros_like(count)

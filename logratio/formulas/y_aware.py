@@ -25,6 +25,7 @@ import array_api_compat
 from .. import _validation as v
 from ..distances import direct_distances
 from ..formula import Block, PairKind, Terms, register
+from ._pairs_of_block import counted, label_distances
 
 __all__ = ["WEIGHTS", "YAwareInfoNCE"]
 
@@ -109,18 +110,8 @@ def _terms(xp: Any, opts: YAwareInfoNCE, blk: Block, want_kernel: bool) -> Terms
     neither underflows to an empty row."""
     inv_tau, gamma = blk.values
     sim = blk.pairs * inv_tau
-    if blk.dense:
-        valid = blk.ids[:, None] != blk.cols[None, :]
-    else:
-        valid = xp.ones(sim.shape, dtype=xp.bool, device=blk.device)
-    if blk.mask is not None:
-        valid = valid & blk.mask
-    if blk.label_distances is not None:
-        lab = blk.label_distances
-    else:
-        lab = direct_distances(xp, blk.labels, blk.neighbour_labels, opts.label_metric)
-        if lab.dtype != sim.dtype:
-            lab = xp.astype(lab, sim.dtype)
+    valid = counted(xp, blk, sim.shape)
+    lab = label_distances(xp, blk, opts.label_metric, sim.dtype)
     log_p = _log_softmax(xp, sim, valid)
     kernel_log = -gamma * xp.where(valid, lab, 0.0)
     if blk.columns is None:
