@@ -1,67 +1,60 @@
-"""Cumulative log-sum-exp along the rows of a block, without underflow to ``log 0``.
+"""Cumulative log-sum-exp along the rows of a block, exact for any spread of the values.
 
-Array API namespaces have ``cumulative_sum`` but no ``logcumsumexp``.  A cumulative sum of
-``exp(x − m)`` with the row maximum ``m`` is accurate wherever the running sum stays far above
-the smallest normal number; where it does not (every term of that suffix or prefix lies far
-below ``m``: about 60 nats in float32, 680 in float64), the sum is taken again over those
-positions alone, shifted by their own maximum.  ``PASSES`` rounds of this cover a spread of
-``PASSES`` × that range within one row; beyond it the result is clamped to the position's
-own term (a lower bound, never ``−inf``).  No data-dependent control flow: the same passes run
-under ``torch.compile`` and ``jax.jit`` (docs/design.md §9).
+The Array API has ``cumulative_sum`` but no ``logcumsumexp``, and a cumulative sum of
+``exp(x − m)`` shifted by the row maximum ``m`` underflows to ``log 0`` wherever every term of
+a prefix lies far below ``m`` (about 87 nats in float32).  So each namespace gets an exact
+scan: ``torch.logcumsumexp``, ``jax.lax.cumlogsumexp``, NumPy's ``logaddexp.accumulate``, and
+elsewhere (CuPy, array-api-strict) a Hillis–Steele scan of ``logaddexp`` in ⌈log₂ n⌉ passes
+(docs/design.md §9).  All are finite wherever the exact value is, and ``−inf`` only for an
+empty set.
 """
 
 from __future__ import annotations
 
+import importlib
 import math
+import sys
 from typing import Any
 
-__all__ = ["PASSES", "cumulative_logsumexp"]
+import array_api_compat
 
-#: rounds of the shifted cumulative sum (the first over the whole row)
-PASSES = 3
+__all__ = ["cumulative_logsumexp"]
 
 
 def cumulative_logsumexp(xp: Any, x: Any, valid: Any, *, reverse: bool) -> Any:
     """``log Σ exp(x)`` over the valid entries of each row's suffix from every position
     (``reverse=True``: positions ``q' ≥ q``) or prefix up to it (``q' ≤ q``); ``−inf`` only
-    where that set holds no valid entry.  O(PASSES · r · n)."""
+    where that set holds no valid entry.  O(r · n), or O(r · n · log n) for the generic scan.
+    """
+    masked = xp.where(valid, x, xp.full_like(x, -math.inf))
+    if x.shape[1] == 0:
+        return masked
     if reverse:
-        x, valid = xp.flip(x, axis=1), xp.flip(valid, axis=1)
-    out = _prefix(xp, x, valid)
+        masked = xp.flip(masked, axis=1)
+    out = _prefix(xp, masked)
     return xp.flip(out, axis=1) if reverse else out
 
 
-def _prefix(xp: Any, x: Any, valid: Any) -> Any:
-    low = xp.full_like(x, -math.inf)
-    tiny = float(xp.finfo(x.dtype).smallest_normal) * 2.0**40
-    # the region still to compute: every position at first
-    todo = xp.ones(x.shape, dtype=xp.bool, device=_device(x))
-    out = low
-    for _ in range(PASSES):
-        if x.shape[1] == 0:
-            break
-        # the region is a suffix of each row's positions; its valid entries' maximum
-        top = xp.max(xp.where(todo & valid, x, low), axis=1)
-        top = xp.where(xp.isfinite(top), top, xp.zeros_like(top))
-        # a prefix sum over the region only: entries before it are excluded (they are larger
-        # than the region's terms by the amount that made the region fail)
-        terms = xp.where(todo & valid, xp.exp(xp.where(todo & valid, x - top[:, None], 0.0)), 0.0)
-        total = xp.cumulative_sum(terms, axis=1)
-        good = total > tiny
-        value = top[:, None] + xp.log(xp.where(good, total, xp.ones_like(total)))
-        out = xp.where(todo & good, value, out)
-        todo = todo & ~good
-    # beyond the passes: at least the largest valid term up to here (never −inf if any)
-    return xp.where(todo, _running_floor(xp, x, valid, out), out)
+def _prefix(xp: Any, x: Any) -> Any:
+    if array_api_compat.is_torch_namespace(xp):
+        return x.logcumsumexp(1)  # the tensor's method: torch.compile traces it
+    if array_api_compat.is_jax_namespace(xp):
+        return sys.modules["jax"].lax.cumlogsumexp(x, axis=1)
+    if array_api_compat.is_numpy_namespace(xp):
+        np = importlib.import_module("numpy")
+        with np.errstate(invalid="ignore", divide="ignore"):  # −inf with −inf: −inf
+            return np.logaddexp.accumulate(x, axis=1)
+    return _scan(xp, x)
 
 
-def _running_floor(xp: Any, x: Any, valid: Any, out: Any) -> Any:
-    """A finite lower bound where the passes did not reach: the position's own term if valid,
-    else the last computed value."""
-    return xp.where(valid, xp.maximum(x, out), out)
-
-
-def _device(x: Any) -> Any:
-    import array_api_compat
-
-    return array_api_compat.device(x)
+def _scan(xp: Any, x: Any) -> Any:
+    """Hillis–Steele: after the pass with shift ``s`` each entry holds the log-sum-exp of the
+    ``2s`` entries up to it; ``logaddexp`` is exact at any spread."""
+    r, n = x.shape
+    out = x
+    shift = 1
+    while shift < n:
+        pad = xp.full((r, shift), -math.inf, dtype=x.dtype, device=array_api_compat.device(x))
+        out = xp.logaddexp(out, xp.concat([pad, out[:, : n - shift]], axis=1))
+        shift *= 2
+    return out
