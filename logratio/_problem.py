@@ -10,6 +10,7 @@ adapter that must check values before tracing (JAX) calls the two steps apart.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -174,6 +175,7 @@ def make_problem(inputs: Inputs, spec: Spec, default_block: int | None = None) -
     if block is None:
         block = default_block if default_block is not None else default_block_size(batch)
     features, row_scale, nonfinite = pair_ops(spec.formula.pairs).prepare(xp, f)
+    nonfinite = nonfinite + _label_guard(xp, inputs, nonfinite)
     return Problem(
         xp=xp,
         features=features,
@@ -193,3 +195,21 @@ def make_problem(inputs: Inputs, spec: Spec, default_block: int | None = None) -
 def prepare(arrays: Arrays, spec: Spec, default_block: int | None = None) -> Problem:
     """:func:`check_inputs`, then :func:`make_problem`."""
     return make_problem(check_inputs(arrays), spec, default_block)
+
+
+def _label_guard(xp: Namespace, inputs: Inputs, like: Array) -> Array:
+    """0, or NaN when labels are not finite or label distances are negative or not finite.
+
+    Concrete arrays were refused with an error by :func:`check_inputs`; traced ones (under
+    ``jax.jit``) cannot be, and a formula that only compares label distances (a sort) would
+    otherwise turn them into a finite loss.  O(B·p), or one pass over the label distances.
+    """
+    zero = xp.zeros_like(like)
+    if inputs.labels is not None and inputs.labels.shape[0] > 0:
+        # max, not sum: a finite label never overflows it; NaN and inf pass through
+        return zero + 0 * xp.astype(xp.max(xp.abs(inputs.labels)), like.dtype)
+    dl = inputs.label_distances
+    if dl is not None and dl.shape[0] * dl.shape[1] > 0:
+        bad = xp.any(~(dl >= 0)) | xp.any(~xp.isfinite(dl))
+        return xp.where(bad, xp.full_like(zero, math.nan), zero)
+    return zero

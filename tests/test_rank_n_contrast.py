@@ -239,3 +239,23 @@ def test_any_spread_of_similarities(xp, dtype):
             pairs_loss(scattered, y2, tau=0.01), rel=1e-5
         )
         assert np.all(np.isfinite(xp.to_numpy(grad)))
+
+
+def test_bad_labels_under_jit_give_nan():
+    """Traced labels cannot be refused: NaN or infinite labels and negative label distances
+    make the loss NaN under ``jax.jit`` for every loss (a sort alone would hide them)."""
+    jax = pytest.importorskip("jax")
+    jnp = jax.numpy
+    rng = np.random.default_rng(7)
+    z, y = rng.normal(size=(6, 3)).astype(np.float32), rng.normal(size=6).astype(np.float32)
+    dist = np.abs(y[:, None] - y[None, :])
+    for fn in (logratio.rank_n_contrast_loss, logratio.y_aware_infonce_loss,
+               logratio.log_ratio_loss):  # fmt: skip
+        for bad in (np.nan, np.inf):
+            labels = y.copy()
+            labels[0] = bad
+            assert np.isnan(jax.jit(lambda q, lab, fn=fn: fn(q, lab))(z, jnp.asarray(labels)))
+        neg = jnp.asarray(-dist)
+        assert np.isnan(jax.jit(lambda q, d, fn=fn: fn(q, label_distances=d))(z, neg))
+        ok = jax.jit(lambda q, lab, fn=fn: fn(q, lab))(z, jnp.asarray(y * 1e30))
+        assert np.isfinite(ok)

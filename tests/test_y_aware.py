@@ -154,6 +154,9 @@ def test_bad_options_name_the_argument():
         logratio.y_aware_infonce_loss(z, y, sigma=-1.0)
     with pytest.raises(ValueError, match="labels"):
         logratio.y_aware_infonce_loss(z, y[:3])
+    for sigma in (1e-300, 1e160):  # 1/(2σ²) would not be finite
+        with pytest.raises(ValueError, match="sigma must lie in"):
+            logratio.y_aware_infonce_loss(z, y, sigma=sigma)
 
 
 def test_torch_module_equals_the_function():

@@ -49,6 +49,8 @@ class RankNContrast:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "temperature", v.positive_float("temperature", self.temperature))
+        if self.temperature < 1e-300:
+            raise ValueError(f"temperature must be at least 1e-300; got {self.temperature!r}")
         object.__setattr__(self, "label_metric", v.label_metric(self.label_metric))
 
     def values(self) -> tuple[float, ...]:

@@ -45,8 +45,8 @@ class YAwareInfoNCE:
         kernel of the paper), ``"euclidean"``, ``"cityblock"`` or a callable.
       weights: ``"paper"`` normalises each anchor's weights by its own sum,
         ``ŵ_ij = w_ij / Σ_k w_ik``; ``"released"`` as the authors' code does, by the sum of
-        the neighbour's row, ``ŵ_ij = w_ij / Σ_{k≠j} w_jk`` over the whole batch
-        (docs/design.md §8).
+        the neighbour's row, ``ŵ_ij = w_ij / Σ_{k≠j} w_jk`` over the whole batch, a mask
+        notwithstanding (the released code has none; docs/design.md §8).
     """
 
     name: ClassVar[str] = "y_aware_infonce"
@@ -60,6 +60,12 @@ class YAwareInfoNCE:
     def __post_init__(self) -> None:
         object.__setattr__(self, "temperature", v.positive_float("temperature", self.temperature))
         object.__setattr__(self, "sigma", v.positive_float("sigma", self.sigma))
+        if not (1e-150 <= self.sigma <= 1e150 and self.temperature >= 1e-300):
+            raise ValueError(
+                "sigma must lie in [1e-150, 1e150] and temperature be at least 1e-300 (the "
+                f"kernel's 1/(2σ²) and 1/τ must be finite); got sigma={self.sigma!r}, "
+                f"temperature={self.temperature!r}"
+            )
         object.__setattr__(self, "label_metric", v.label_metric(self.label_metric))
         v.choice("weights", self.weights, WEIGHTS)
 
