@@ -18,7 +18,7 @@ from typing import Any
 
 import array_api_compat
 
-__all__ = ["cumulative_logsumexp"]
+__all__ = ["cumulative_logsumexp", "running_max"]
 
 
 def cumulative_logsumexp(xp: Any, x: Any, valid: Any, *, reverse: bool) -> Any:
@@ -56,5 +56,27 @@ def _scan(xp: Any, x: Any) -> Any:
     while shift < n:
         pad = xp.full((r, shift), -math.inf, dtype=x.dtype, device=array_api_compat.device(x))
         out = xp.logaddexp(out, xp.concat([pad, out[:, : n - shift]], axis=1))
+        shift *= 2
+    return out
+
+
+def running_max(xp: Any, v: Any) -> Any:
+    """The running maximum along the rows of an integer array (a cumulative max):
+    ``torch.cummax``, ``jax.lax.cummax``, NumPy's ``maximum.accumulate``, else a
+    Hillis–Steele scan of ``maximum``."""
+    if v.shape[1] == 0:
+        return v
+    if array_api_compat.is_torch_namespace(xp):
+        return v.cummax(1).values
+    if array_api_compat.is_jax_namespace(xp):
+        return sys.modules["jax"].lax.cummax(v, axis=1)
+    if array_api_compat.is_numpy_namespace(xp):
+        return importlib.import_module("numpy").maximum.accumulate(v, axis=1)
+    r, n = v.shape
+    out = v
+    shift = 1
+    while shift < n:
+        pad = xp.zeros((r, shift), dtype=v.dtype, device=array_api_compat.device(v))
+        out = xp.maximum(out, xp.concat([pad, out[:, : n - shift]], axis=1))
         shift *= 2
     return out

@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 from .. import _validation as v
 from .._validation import Array
 from ..formula import Block, PairKind, Terms, register
-from ._cumulative import cumulative_logsumexp
+from ._cumulative import cumulative_logsumexp, running_max
 from ._pairs_of_block import counted, label_distances
 
 __all__ = ["RankNContrast"]
@@ -91,13 +91,18 @@ def _terms(xp: Any, opts: RankNContrast, blk: Block, want_kernel: bool) -> Terms
     key_s = _sorted(xp, key, flat, (r, n))
     sim_s = _sorted(xp, sim, flat, (r, n))
     valid_s = _sorted(xp, valid, flat, (r, n))
-    # tie groups: first and last position of each entry's group, in the flattened block
-    first = xp.ones((r, 1), dtype=xp.bool, device=blk.device)
-    new_group = xp.concat([first, key_s[:, 1:] != key_s[:, :-1]], axis=1)
-    group = xp.cumulative_sum(xp.astype(new_group, order.dtype), axis=1) + row_start
-    group = xp.reshape(group, (-1,))
-    start = xp.searchsorted(group, group, side="left")
-    last = xp.searchsorted(group, group, side="right") - 1
+    # tie groups: first and last position of each entry's group (running maxima of the
+    # group boundaries' positions, forward and backward), in the flattened block
+    edge = xp.ones((r, 1), dtype=xp.bool, device=blk.device)
+    differs = key_s[:, 1:] != key_s[:, :-1]
+    idx = xp.broadcast_to(xp.arange(n, device=blk.device)[None, :], (r, n))
+    idx = xp.astype(idx, order.dtype)
+    zero = xp.zeros_like(idx)
+    first = running_max(xp, xp.where(xp.concat([edge, differs], axis=1), idx, zero))
+    ends = xp.flip(xp.concat([differs, edge], axis=1), axis=1)
+    last = (n - 1) - xp.flip(running_max(xp, xp.where(ends, idx, zero)), axis=1)
+    start = xp.reshape(first + row_start, (-1,))
+    last = xp.reshape(last + row_start, (-1,))
     # denominators: the suffix log-sum-exp from the start of k's group
     suffix = xp.reshape(cumulative_logsumexp(xp, sim_s, valid_s, reverse=True), (-1,))
     denom = xp.reshape(xp.take(suffix, start), (r, n))
