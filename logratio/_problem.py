@@ -14,6 +14,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+import array_api_compat
+
 from . import _validation as v
 from ._pairs import PairOps, pair_ops
 from ._validation import Array, Namespace
@@ -201,10 +203,13 @@ def _label_guard(xp: Namespace, inputs: Inputs, like: Array) -> Array:
     """0, or NaN when labels are not finite or label distances are negative or not finite.
 
     Concrete arrays were refused with an error by :func:`check_inputs`; traced ones (under
-    ``jax.jit``) cannot be, and a formula that only compares label distances (a sort) would
-    otherwise turn them into a finite loss.  O(B·p), or one pass over the label distances.
+    ``jax.jit``, the one adapter that builds its problem from tracers) cannot be, and a
+    formula that only compares label distances (a sort) would otherwise turn them into a
+    finite loss.  O(B·p), or one pass over the label distances; nothing elsewhere.
     """
     zero = xp.zeros_like(like)
+    if not array_api_compat.is_jax_namespace(xp):  # checked already, with an error
+        return zero
     if inputs.labels is not None and inputs.labels.shape[0] > 0:
         # max, not sum: a finite label never overflows it; NaN and inf pass through
         return zero + 0 * xp.astype(xp.max(xp.abs(inputs.labels)), like.dtype)
