@@ -21,10 +21,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import array_api_compat
+
 from .. import _validation as v
 from .._validation import Array
 from ..formula import Block, PairKind, Terms, register
-from ._cumulative import cumulative_logsumexp, running_max
+from ._cumulative import cumulative_logsumexp, inverse_permutation, is_library, running_max
 from ._pairs_of_block import counted, label_distances
 
 __all__ = ["RankNContrast"]
@@ -66,8 +68,29 @@ class RankNContrast:
         return _terms(xp, self, blk, want_kernel)
 
 
-def _sorted(xp: Any, x: Array, flat_order: Array, shape: tuple[int, int]) -> Array:
-    return xp.reshape(xp.take(xp.reshape(x, (-1,)), flat_order), shape)
+def _along(xp: Any, x: Array, index: Array) -> Array:
+    """``x[i, index[i, q]]`` for every row ``i`` (``take_along_axis``, or a flat ``take``)."""
+    if is_library(xp, "torch"):
+        return x.gather(1, index)  # array-api-compat's version wraps negative indices first
+    if hasattr(xp, "take_along_axis"):
+        return xp.take_along_axis(x, index, axis=1)
+    r, n = index.shape
+    rows = xp.arange(r, dtype=index.dtype, device=array_api_compat.device(index))
+    rows = rows[:, None] * x.shape[1]
+    flat = xp.reshape(index + rows, (-1,))
+    return xp.reshape(xp.take(xp.reshape(x, (-1,)), flat), (r, n))
+
+
+def _row_order(xp: Any, key: Array, labels: Array | None) -> Array:
+    """Each row's stable argsort of ``key``.  With scalar labels the columns are first put in
+    label order: every row is then V-shaped around its anchor, two runs that an adaptive
+    sort merges in about O(n) (docs/design.md §9)."""
+    if labels is None or labels.shape[1] != 1 or key.shape[1] < 2:
+        return xp.argsort(key, axis=1, stable=True)
+    by_label = xp.argsort(labels[:, 0], stable=True)
+    in_order = xp.take(key, by_label, axis=1)
+    order = xp.argsort(in_order, axis=1, stable=True)
+    return xp.reshape(xp.take(by_label, xp.reshape(order, (-1,))), order.shape)
 
 
 def _terms(xp: Any, opts: RankNContrast, blk: Block, want_kernel: bool) -> Terms:
@@ -85,38 +108,30 @@ def _terms(xp: Any, opts: RankNContrast, blk: Block, want_kernel: bool) -> Terms
         return Terms(zero, count, xp.zeros_like(sim) if want_kernel else None)
     # each row sorted by label distance, the pairs that do not count last
     key = xp.where(valid, lab, xp.full_like(lab, math.inf))
-    order = xp.argsort(key, axis=1, stable=True)
-    row_start = xp.arange(r, device=blk.device)[:, None] * n
-    flat = xp.reshape(order + row_start, (-1,))
-    key_s = _sorted(xp, key, flat, (r, n))
-    sim_s = _sorted(xp, sim, flat, (r, n))
-    valid_s = _sorted(xp, valid, flat, (r, n))
+    order = _row_order(xp, key, blk.neighbour_labels)
+    key_s = _along(xp, key, order)
+    sim_s = _along(xp, sim, order)
+    valid_s = _along(xp, valid, order)
     # tie groups: first and last position of each entry's group (running maxima of the
-    # group boundaries' positions, forward and backward), in the flattened block
+    # group boundaries' positions, forward and backward)
     edge = xp.ones((r, 1), dtype=xp.bool, device=blk.device)
     differs = key_s[:, 1:] != key_s[:, :-1]
-    idx = xp.broadcast_to(xp.arange(n, device=blk.device)[None, :], (r, n))
-    idx = xp.astype(idx, order.dtype)
+    idx = xp.astype(xp.broadcast_to(xp.arange(n, device=blk.device)[None, :], (r, n)), order.dtype)
     zero = xp.zeros_like(idx)
     first = running_max(xp, xp.where(xp.concat([edge, differs], axis=1), idx, zero))
     ends = xp.flip(xp.concat([differs, edge], axis=1), axis=1)
     last = (n - 1) - xp.flip(running_max(xp, xp.where(ends, idx, zero)), axis=1)
-    start = xp.reshape(first + row_start, (-1,))
-    last = xp.reshape(last + row_start, (-1,))
     # denominators: the suffix log-sum-exp from the start of k's group
-    suffix = xp.reshape(cumulative_logsumexp(xp, sim_s, valid_s, reverse=True), (-1,))
-    denom = xp.reshape(xp.take(suffix, start), (r, n))
-    denom = xp.where(valid_s, denom, 0.0)
-    row_loss = xp.sum(xp.where(valid_s, denom - sim_s, 0.0), axis=1)
+    suffix = cumulative_logsumexp(xp, sim_s, valid_s, reverse=True)
+    denom = xp.where(valid_s, _along(xp, suffix, first), 0.0)
+    row_loss = xp.sum(denom - sim_s, axis=1)
     if not want_kernel:
         return Terms(row_loss, count, None)
     # ∂S/∂s_j = −1 + Σ_{k: Δ_k ≤ Δ_j} exp(s_j − D_k): a prefix log-sum-exp of −D up to the
     # end of j's group
-    prefix = cumulative_logsumexp(xp, -denom, valid_s, reverse=False)
-    upto = xp.reshape(xp.take(xp.reshape(prefix, (-1,)), last), (r, n))
-    grad_s = xp.where(valid_s, xp.exp(xp.where(valid_s, sim_s + upto, 0.0)) - 1.0, 0.0)
-    inverse = xp.reshape(xp.argsort(order, axis=1) + row_start, (-1,))
-    grad = _sorted(xp, grad_s, inverse, (r, n))
+    upto = _along(xp, cumulative_logsumexp(xp, -denom, valid_s, reverse=False), last)
+    grad_s = xp.where(valid_s, xp.exp(sim_s + upto) - 1.0, 0.0)
+    grad = _along(xp, grad_s, inverse_permutation(xp, order))
     # K = 2 ∂S/∂‖f_i − f_j‖² = 2 · ∂S/∂s · (−1 / (2 τ D)): zero for copies
     kernel = xp.where(keep, -grad * inv_tau / xp.where(keep, dist, 1.0), 0.0)
     return Terms(row_loss, count, kernel)
