@@ -13,19 +13,19 @@ One command times, in float32 with d = 128 and scalar labels, loss + backward of
 
 Each configuration and B runs in its own subprocess, which reports the median of
 ``--repeats`` timed calls after a warm-up (the first call, compilation included, is reported
-apart), and the working set of a call: the peak resident memory sampled every millisecond
-during the timed calls, above the resident memory just before them.  Results go to
+apart), and the working set of one more call: its peak resident memory (the kernel's
+high-water mark, reset before it) above the resident memory just before it.  Results go to
 ``benchmarks/results/losses.json`` and a markdown table ``losses.md``.
 
     python benchmarks/losses.py                         # B = 256 … 4096
     python benchmarks/losses.py --sizes 512,1024 --repeats 3
+    python benchmarks/losses.py --sizes 16384 --cases cdist,rnc,yaware --repeats 1 --out DIR
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -110,47 +110,44 @@ def child(case: str, batch: int, dim: int, repeats: int) -> dict:
     run()
     first = time.perf_counter() - start
     run()
-    sampler = _Sampler()
     times = []
-    with sampler:
-        for _ in range(repeats):
-            t = time.perf_counter()
-            run()
-            times.append(time.perf_counter() - t)
+    for _ in range(repeats):
+        t = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - t)
     return {
         "median_s": sorted(times)[len(times) // 2],
         "first_s": first,
-        "peak_kib": sampler.peak_kib,
+        "peak_kib": working_set_kib(run),
     }
 
 
-class _Sampler:
-    """The peak resident memory above the level at entry, sampled every millisecond."""
+def working_set_kib(run) -> int:
+    """One call's peak resident memory above the level before it.  Freed memory is first
+    returned to the system (``malloc_trim``: else the call reuses resident pages and looks
+    free), then the kernel's high-water mark is reset (``/proc/self/clear_refs``)."""
+    import ctypes
+    import ctypes.util
+    import gc
 
-    def __enter__(self):
-        import threading
-
-        self.base = _rss_kib()
-        self.peak_kib = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def _run(self):
-        while not self._stop.is_set():
-            self.peak_kib = max(self.peak_kib, _rss_kib() - self.base)
-            self._stop.wait(0.001)
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.peak_kib = max(self.peak_kib, _rss_kib() - self.base)
+    gc.collect()
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+    base = _status_kib("VmRSS")
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")  # VmHWM := the current resident set
+    run()
+    return _status_kib("VmHWM") - base
 
 
-def _rss_kib() -> int:
-    with open("/proc/self/statm") as fh:
-        return int(fh.read().split()[1]) * (resource.getpagesize() // 1024)
+def _status_kib(key: str) -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"/proc/self/status has no {key}")
 
 
 def main(argv=None) -> int:
@@ -158,6 +155,7 @@ def main(argv=None) -> int:
     ap.add_argument("--sizes", default="256,512,1024,2048,4096")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--dim", type=int, default=128)
+    ap.add_argument("--cases", default=",".join(CASES), help="a comma-separated subset")
     ap.add_argument("--out", type=Path, default=HERE / "results")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -168,7 +166,7 @@ def main(argv=None) -> int:
     rows = []
     for batch in (int(b) for b in args.sizes.split(",")):
         row = {"batch": batch}
-        for case in CASES:
+        for case in args.cases.split(","):
             if case == "rnc-released" and batch > RELEASED_RNC_MAX:
                 continue
             cmd = [sys.executable, __file__, "--child", f"{case}:{batch}",
@@ -203,7 +201,8 @@ def table(rows: list[dict]) -> str:
         lines.append(f"| {row['batch']} | " + " | ".join(cells) + " |")
     note = (
         "\nMedian loss + backward (ratio to `torch.cdist(F, F)`), and the working set of a "
-        "call (peak resident memory during the timed calls above the level before them); "
+        "call (its peak resident memory above the level before it, from the kernel's reset "
+        "high-water mark); "
         "float32, d = 128, scalar labels.\n"
     )
     return head + "\n".join(lines) + "\n" + note
