@@ -25,6 +25,8 @@ DESCRIPTIONS = {
     "torch": "PyTorch adapter (default: compiled engine): loss.backward(), closed-form rule",
     "torch-eager": "PyTorch adapter, engine off (compile=False): the eager core",
     "torch-autograd": "PyTorch autograd through the core's operations",
+    "peer-eager": "ten lines of plain PyTorch (the per-row identity), autograd, eager",
+    "peer-compiled": "the same ten lines under torch.compile",
     "jax": "JAX, jit(value_and_grad) with the custom_jvp rule",
     "cupy": "CuPy, core on the GPU",
     "cdist-cuda": "torch.cdist(F, F) on CUDA: the GPU floor",
@@ -159,6 +161,34 @@ def torch_setup(device: str, compile: bool | None = None, inputs: Callable = mak
     return setup
 
 
+def peer_loss(f: Any, y: Any, eps: float = 1e-6) -> Any:
+    """What a user writes: the per-row variance identity (docs/design.md §1.1) in plain
+    PyTorch with autograd, every row an anchor, ties included, the mean over triplets."""
+    import torch
+
+    b = f.shape[0]
+    sq = (f * f).sum(1)
+    dist = (sq[:, None] + sq[None, :] - 2 * f @ f.T).clamp_min(0)
+    lab = (y.reshape(b, -1)[:, None, :] - y.reshape(b, -1)[None, :, :]).abs().sum(-1)
+    off = ~torch.eye(b, dtype=torch.bool, device=f.device)
+    u = (torch.log(dist + eps) - torch.log(lab + eps))[off].view(b, b - 1)
+    n = b - 1
+    rows = n * ((u - u.mean(1, keepdim=True)) ** 2).sum(1)
+    return rows.sum() / (b * n * (n - 1) / 2)
+
+
+def peer_setup(compiled: bool) -> Setup:
+    """:func:`peer_loss`, eager or under ``torch.compile`` (compiled once, in the warm-up)."""
+
+    def setup(batch: int, dim: int) -> Callable[[], Any]:
+        import torch
+
+        fn = torch.compile(peer_loss, dynamic=False) if compiled else peer_loss
+        return _torch_autograd("cpu", batch, dim, fn)
+
+    return setup
+
+
 def torch_autograd_setup(batch: int, dim: int) -> Callable[[], Any]:
     """Autograd through the core's own operations (no closed-form rule), on the CPU."""
     return _torch_autograd(
@@ -249,6 +279,9 @@ def available_cases(settings: Settings) -> list[Case]:
             near_torch = torch_setup("cpu", inputs=make_near_inputs)
             cases.append(Case("torch-near", near_torch, max_batch=NEAR_MAX_BATCH))
         cases.append(Case("torch-eager", torch_setup("cpu", compile=False)))
+        if "peers" in wanted:
+            cases.append(Case("peer-eager", peer_setup(compiled=False)))
+            cases.append(Case("peer-compiled", peer_setup(compiled=True)))
         cap = max(b for b in FULL_SIZES if autograd_bytes(b) <= cap_bytes)
         cases.append(Case("torch-autograd", torch_autograd_setup, max_batch=cap))
     if "jax" in wanted and _has_device("jax", "cpu"):

@@ -54,7 +54,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--backends",
         type=lambda s: s.split(","),
         default=None,
-        help="comma-separated subset of numpy,torch,jax,cupy,triplets,near (default: all)",
+        help="comma-separated subset of numpy,torch,jax,cupy,triplets,near,peers (default: all)",
     )
     ap.add_argument(
         "--repeats",

@@ -14,9 +14,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 FULL_SIZES = (64, 128, 256, 512, 1024, 2048, 4096, 8192, 12288, 16384)
 QUICK_SIZES = (64, 128, 256, 512, 1024, 2048)
-#: ``--backends`` without the flag (``near``: the numpy, torch and jax cases again on a batch
+#: ``--backends`` without the flag (``peers``: ten lines of plain PyTorch, with ``torch``;
+#: ``near``: the numpy, torch and jax cases again on a batch
 #: of near pairs, up to ``NEAR_MAX_BATCH``).
-DEFAULT_BACKENDS = ("numpy", "torch", "jax", "cupy", "triplets", "near")
+DEFAULT_BACKENDS = ("numpy", "torch", "jax", "cupy", "triplets", "near", "peers")
 NEAR_MAX_BATCH = 8192
 GiB = 1 << 30
 TARGET_BATCH = 12288  # where the resident-memory target is set
@@ -27,7 +28,7 @@ class Settings:
     """The values of one run, with the defaults of ``--quick`` and of the full suite applied."""
 
     sizes: tuple[int, ...]  # batch sizes B to time
-    backends: tuple[str, ...]  # subset of numpy, torch, jax, cupy, triplets, near
+    backends: tuple[str, ...]  # subset of numpy, torch, jax, cupy, triplets, near, peers
     repeats: int  # timed calls per configuration and B
     warmup: int  # untimed calls before them
     dim: int  # embedding dimension d

@@ -176,6 +176,8 @@ def make_problem(inputs: Inputs, spec: Spec, default_block: int | None = None) -
     block = spec.run.block_size
     if block is None:
         block = default_block if default_block is not None else default_block_size(batch)
+        # a formula with more (r, n) temporaries per pair takes proportionally fewer rows
+        block = max(1, block // getattr(spec.formula, "block_weight", 1))
     features, row_scale, nonfinite = pair_ops(spec.formula.pairs).prepare(xp, f)
     nonfinite = nonfinite + _label_guard(xp, inputs, nonfinite)
     return Problem(

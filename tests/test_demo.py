@@ -587,3 +587,47 @@ def test_demo_checks_the_output_folder_before_training(tmp_path, monkeypatch, ca
         assert demo.main(["--steps", "1", "--seeds", "1", "--out", str(out)]) == 2
         err = capsys.readouterr().err
         assert f"--out {out}" in err and "Traceback" not in err
+
+
+def _loop_rank_n_contrast(f: np.ndarray, lab: np.ndarray, tau: float) -> float:
+    n = len(f)
+    sim = [[-math.sqrt(_sq(f[i], f[j])) / tau for j in range(n)] for i in range(n)]
+    total = 0.0
+    for i in range(n):
+        for k in range(n):
+            if k == i:
+                continue
+            den = [sim[i][j] for j in range(n) if j != i and lab[i, j] >= lab[i, k]]
+            top = max(den)
+            total += -sim[i][k] + top + math.log(sum(math.exp(d - top) for d in den))
+    return total / (n * (n - 1))
+
+
+def _loop_y_aware(f: np.ndarray, lab: np.ndarray, tau: float, sigma: float) -> float:
+    n = len(f)
+    z = f / np.linalg.norm(f, axis=1, keepdims=True)
+    total = 0.0
+    for i in range(n):
+        others = [j for j in range(n) if j != i]
+        s = [float(z[i] @ z[j]) / tau for j in others]
+        w = [math.exp(-(lab[i, j] ** 2) / (2 * sigma**2)) for j in others]
+        top = max(s)
+        log_norm = top + math.log(sum(math.exp(v - top) for v in s))
+        total -= sum(wj * (sj - log_norm) for wj, sj in zip(w, s, strict=True)) / sum(w)
+    return total / n
+
+
+def test_contrastive_rows_are_the_two_losses_on_angle_distances():
+    """Rank-N-Contrast (τ = 2, angle distance, raw rows) and y-aware InfoNCE (τ = 0.1, σ = 1,
+    RBF kernel of the angle distance), every member an anchor, against float64 loops."""
+    rng = np.random.default_rng(11)
+    f = rng.normal(size=(8, 3))
+    y = rng.uniform(0, 2 * math.pi, size=8)
+    y[3] = y[1] + 2 * math.pi - 1e-9  # a near-copy across the wrap
+    y[5] = y[2]  # a tie
+    lab = reference_circle_distance(y, y)
+    batch = demo_methods.Batch(np.arange(8), y)
+    rnc = float(demo_methods.method_loss(_method("rank_n_contrast"), f, batch))
+    assert abs(rnc - _loop_rank_n_contrast(f, lab, 2.0)) <= 1e-10 * abs(rnc)
+    yaw = float(demo_methods.method_loss(_method("y_aware"), f, batch))
+    assert abs(yaw - _loop_y_aware(f, lab, 0.1, 1.0)) <= 1e-10 * abs(yaw)

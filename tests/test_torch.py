@@ -335,3 +335,20 @@ def test_the_modules_old_path_warns():
     with pytest.warns(DeprecationWarning, match=r"use logratio\.LogRatioLoss"):
         moved = adapter.LogRatioLoss
     assert moved is logratio.nn.LogRatioLoss is logratio.LogRatioLoss
+
+
+def test_the_benchmarks_peer_is_the_same_loss(monkeypatch):
+    """The peers suite's ten lines compute the default loss (ties included, every anchor)."""
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    cases = pytest.importorskip("cases")
+    rng = np.random.default_rng(5)
+    f = torch.tensor(rng.normal(size=(9, 4)), requires_grad=True)
+    y = torch.tensor(rng.integers(0, 4, size=9).astype(np.float64))  # ties
+    peer = cases.peer_loss(f, y)
+    (g_peer,) = torch.autograd.grad(peer, f)
+    ours = logratio.log_ratio_loss(f, y, compile=False)
+    (g_ours,) = torch.autograd.grad(ours, f)
+    assert abs(peer.item() - ours.item()) <= 1e-10 * abs(ours.item())
+    assert torch.allclose(g_peer, g_ours, rtol=1e-8, atol=1e-10)

@@ -69,16 +69,24 @@ class CompileFallbackWarning(RuntimeWarning):
     """The engine could not compile the core and runs it eagerly (the same results)."""
 
 
-def enabled(run: RunSettings, device: torch.device) -> bool:
+def enabled(run: RunSettings, device: torch.device, formula: Any = None) -> bool:
     """Whether calls with the run settings ``run`` on ``device`` go through the compiled
     kernel.
 
     ``run.compile`` decides when given; otherwise ``LOGRATIO_COMPILE`` (read on every call,
-    so a test or a script can switch it), on by default for CPU and CUDA tensors.
+    so a test or a script can switch it: ``0`` off, ``1`` on for every formula); unset, on
+    for CPU and CUDA tensors, except for
+    a formula that sets ``compile_by_default = False`` (Rank-N-Contrast: its eager sort and
+    scans are faster and lighter than the compiled graph, docs/design.md §9).
     """
     if run.compile is not None:
         return run.compile
-    if os.environ.get(ENV_VAR, "1").strip().lower() in {"0", "false", "off", "no"}:
+    switch = os.environ.get(ENV_VAR, "").strip().lower()
+    if switch in {"0", "false", "off", "no"}:
+        return False
+    if switch in {"1", "true", "on", "yes"}:  # every formula, where the device allows
+        return device.type in {"cpu", "cuda"}
+    if not getattr(formula, "compile_by_default", True):
         return False
     return device.type in {"cpu", "cuda"}
 

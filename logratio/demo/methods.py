@@ -67,7 +67,7 @@ class Method:
 
     key: str  # identifier in the JSON output
     title: str  # name in the table and the plot
-    loss: str  # "log_ratio", "binary_triplet" or "dense_triplet"
+    loss: str  # "log_ratio", "binary_triplet", "dense_triplet", "rank_n_contrast", "y_aware"
     every_anchor: bool  # every batch member an anchor, or only the batch's anchor (element 0)
     normalize: bool  # L2-normalise the embeddings (training and evaluation)
     margin: float = 0.0  # of the triplet losses
@@ -107,6 +107,8 @@ METHODS: tuple[Method, ...] = (
         normalize=True,
         margin=0.03,
     ),
+    Method("rank_n_contrast", "Rank-N-Contrast, every anchor", "rank_n_contrast", True, False),
+    Method("y_aware", "y-aware InfoNCE, every anchor", "y_aware", True, True),
 )
 
 #: The methods of ``logratio demo --long``: one anchor per batch under the same dense mining.
@@ -206,6 +208,12 @@ def make_batch(
     return Batch(idx, y)
 
 
+def squared_circle_distance(a: Any, b: Any) -> Any:
+    """The squared angle distance: y-aware InfoNCE's RBF kernel on the circle."""
+    d = circle_distance(a, b)
+    return d * d
+
+
 def l2_normalize(emb: Any) -> Any:
     """``f / ‖f‖`` row by row (a tiny constant keeps the zero vector finite)."""
     xp = array_api_compat.array_namespace(emb)
@@ -259,7 +267,7 @@ def method_loss(method: Method, emb: Any, batch: Batch) -> Any:
 
     ``batch`` holds arrays of ``emb``'s framework (converted by the backend).
     """
-    if method.loss != "log_ratio" and method.every_anchor:
+    if method.loss in ("binary_triplet", "dense_triplet") and method.every_anchor:
         raise ValueError(f"the {method.loss} baseline uses the batch's anchor only")
     if method.normalize:
         emb = l2_normalize(emb)
@@ -273,6 +281,12 @@ def method_loss(method: Method, emb: Any, batch: Batch) -> Any:
             anchors=anchors,
             squared=method.squared,
             root_eps=root_eps,
+        )
+    if method.loss == "rank_n_contrast":
+        return logratio.rank_n_contrast_loss(emb, batch.angles, label_metric=circle_distance)
+    if method.loss == "y_aware":
+        return logratio.y_aware_infonce_loss(
+            emb, batch.angles, label_metric=squared_circle_distance
         )
     if method.loss == "binary_triplet":
         return binary_triplet_loss(emb, batch.positives, method.margin)
