@@ -12,7 +12,6 @@ it over the blocks (docs/design.md §4).
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -65,7 +64,7 @@ def _step(xp: Namespace, ops: Any, blk: Block, terms: Any, want_grad: bool) -> S
 
 
 def eager_step(xp: Namespace, formula: Any, mask: Array | None) -> StepFn:
-    """:func:`block_step`, or the formula's in-place evaluation for NumPy and CuPy arrays
+    """:func:`block_step`, or the formula's in-place evaluation for NumPy, CuPy and PyTorch arrays
     where it offers one for this call (decided once per call, outside compiled code)."""
     evaluate = formula.in_place(xp, mask)
     if evaluate is None:
@@ -105,15 +104,9 @@ def _candidates(xp: Namespace, sq: Array, near_row: Array, near_col: Array, ids:
     with themselves (dense blocks) are not counted."""
     if sq.shape[1] == 0:
         return 0
-    np = _array_module(xp)
-    near = np.less_equal(sq, (near_row + np.max(near_col))[:, None])
-    count = int(np.count_nonzero(near))
+    near = sq <= (near_row + xp.max(near_col))[:, None]
+    count = int(xp.count_nonzero(near))
     if ids is not None:
-        count -= int(np.count_nonzero(near[np.arange(sq.shape[0]), ids]))
+        rows = xp.arange(sq.shape[0], device=array_api_compat.device(sq))
+        count -= int(xp.count_nonzero(near[rows, ids]))
     return count
-
-
-def _array_module(xp: Namespace) -> Any:
-    """NumPy or CuPy itself for their namespaces."""
-    name = "cupy" if array_api_compat.is_cupy_namespace(xp) else "numpy"
-    return importlib.import_module(name)

@@ -37,12 +37,38 @@ __all__ = ["array_module", "terms_in_place"]
 
 
 def array_module(xp: Namespace) -> Any | None:
-    """NumPy or CuPy itself (whose ufuncs take ``out=``) for their namespaces, else None."""
+    """What writes in place for this namespace: NumPy or CuPy itself (whose ufuncs take
+    ``out=``), PyTorch's functions with ``out=`` where autograd records nothing (inside the
+    adapter's custom op), else None."""
     if array_api_compat.is_numpy_namespace(xp):
         return importlib.import_module("numpy")
     if array_api_compat.is_cupy_namespace(xp):
         return importlib.import_module("cupy")
+    if array_api_compat.is_torch_namespace(xp):
+        torch = importlib.import_module("torch")
+        if not torch.is_grad_enabled() and not torch.compiler.is_compiling():
+            return _TorchOut
     return None
+
+
+class _TorchOut:
+    """The four NumPy calls of :func:`terms_in_place` that write ``out=``, for tensors."""
+
+    @staticmethod
+    def sqrt(x: Any, out: Any) -> Any:
+        return importlib.import_module("torch").sqrt(x, out=out)
+
+    @staticmethod
+    def log(x: Any, out: Any) -> Any:
+        return importlib.import_module("torch").log(x, out=out)
+
+    @staticmethod
+    def divide(a: Any, b: Any, out: Any) -> Any:
+        return importlib.import_module("torch").div(a, b, out=out)
+
+    @staticmethod
+    def einsum(spec: str, *operands: Any) -> Any:
+        return importlib.import_module("torch").einsum(spec, *operands)
 
 
 def terms_in_place(xp: Namespace, opts: Any, blk: Block, want_kernel: bool) -> Terms:
@@ -66,9 +92,9 @@ def terms_in_place(xp: Namespace, opts: Any, blk: Block, want_kernel: bool) -> T
     found = blk.refined
     # positions that add no gradient: the diagonal (dense), then the copies
     if blk.dense:
-        diag = (np.arange(r), blk.ids)
+        diag = (xp.arange(r, device=blk.device), blk.ids)
         sq[diag] = 0
-    zero = _copies(np, sq, found, diag if blk.dense else None)
+    zero = _copies(xp, sq, found, diag if blk.dense else None)
     # buffer 1: D (and then D + ε); buffer 2: Δ + ε, then U, U − Ū and K
     if opts.squared:
         dist = None
@@ -82,7 +108,7 @@ def terms_in_place(xp: Namespace, opts: Any, blk: Block, want_kernel: bool) -> T
             sq[diag] = 0  # the anchor itself: distance 0 (not sqrt(root_eps))
         dist = sq
     if dist is not None and want_kernel:
-        dist = np.copy(dist)  # the kernel's D (buffer 3, Euclidean only)
+        dist = xp.asarray(dist, copy=True)  # the kernel's D (buffer 3, Euclidean only)
     dpe = sq
     dpe += eps
     if blk.label_distances is not None:
@@ -98,13 +124,13 @@ def terms_in_place(xp: Namespace, opts: Any, blk: Block, want_kernel: bool) -> T
     u = lab
     np.divide(dpe, lab, out=u)
     np.log(u, out=u)  # U; 0 on the diagonal (log(ε/ε))
-    mean = np.sum(u, axis=1) / (n if n > 0 else 1)
+    mean = xp.sum(u, axis=1) / (n if n > 0 else 1)
     u -= mean[:, None]
     if blk.dense:
         u[diag] = 0
     centred = u
     row_loss = n * _row_squares(np, centred)
-    row_count = np.full(r, n * (n - 1) / 2, dtype=dtype)
+    row_count = xp.full((r,), n * (n - 1) / 2, dtype=dtype, device=blk.device)
     if not want_kernel:
         return Terms(row_loss, row_count, None)
     kernel = centred
@@ -125,7 +151,7 @@ def terms_in_place(xp: Namespace, opts: Any, blk: Block, want_kernel: bool) -> T
     return Terms(row_loss, row_count, kernel)
 
 
-def _copies(np: Any, sq: Array, found: tuple[Array, Array] | None, diag: Any) -> Any:
+def _copies(xp: Any, sq: Array, found: tuple[Array, Array] | None, diag: Any) -> Any:
     """The positions of the copies among the refined pairs (the diagonal excluded), or
     None."""
     if found is None:
@@ -134,7 +160,7 @@ def _copies(np: Any, sq: Array, found: tuple[Array, Array] | None, diag: Any) ->
     hit = sq[rows, cols] == 0
     if diag is not None:
         hit &= diag[1][rows] != cols
-    if not bool(np.any(hit)):
+    if not bool(xp.any(hit)):
         return None
     return rows[hit], cols[hit]
 

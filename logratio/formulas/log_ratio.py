@@ -80,7 +80,7 @@ class LogRatio:
         return _terms(xp, self, blk, want_kernel)
 
     def in_place(self, xp: Any, mask: Any) -> InPlace | None:
-        """NumPy and CuPy without a mask and with ties included: in place
+        """NumPy, CuPy and PyTorch outside autograd, without a mask and with ties included: in place
         (:mod:`logratio.formulas._log_ratio_inplace`)."""
         from ._log_ratio_inplace import array_module, terms_in_place
 
