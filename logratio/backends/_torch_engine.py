@@ -1,4 +1,4 @@
-"""The PyTorch engine: the core's block kernel compiled with inductor.
+"""The PyTorch engine: the core's block kernel compiled with inductor, on request.
 
 The dense loss spends its time in (block, B) elementwise passes between three matrix products
 (docs/design.md §4).  Eager PyTorch runs each pass as its own kernel over memory;
@@ -16,9 +16,9 @@ that key's graphs only; shapes are dynamic (``dynamic=True``), so a new batch si
 shorter last block does not recompile (sizes 0 and 1 are specialised, as Dynamo always
 does).
 
-``compile=False`` (a :class:`~logratio.options.RunSettings` field, hence a keyword of every
-loss) or the environment variable ``LOGRATIO_COMPILE=0``
-turn the engine off.  If compiling fails (no C++ compiler, an unsupported platform or
+The engine is off by default: ``compile=True`` (a :class:`~logratio.options.RunSettings`
+field, hence a keyword of every loss) or the environment variable ``LOGRATIO_COMPILE=1``
+turn it on (docs/design.md §4.4 has the measurements behind that choice).  If compiling fails (no C++ compiler, an unsupported platform or
 device), the engine warns once, remembers the failure for that key and runs the eager core:
 results are the same, only slower.
 """
@@ -69,26 +69,20 @@ class CompileFallbackWarning(RuntimeWarning):
     """The engine could not compile the core and runs it eagerly (the same results)."""
 
 
-def enabled(run: RunSettings, device: torch.device, formula: Any = None) -> bool:
+def enabled(run: RunSettings, device: torch.device) -> bool:
     """Whether calls with the run settings ``run`` on ``device`` go through the compiled
     kernel.
 
     ``run.compile`` decides when given; otherwise ``LOGRATIO_COMPILE`` (read on every call,
-    so a test or a script can switch it: ``0`` off, ``1`` on for every formula); unset, on
-    for CPU and CUDA tensors, except for
-    a formula that sets ``compile_by_default = False`` (Rank-N-Contrast: its eager sort and
-    scans are faster and lighter than the compiled graph, docs/design.md §9).
+    so a test or a script can switch it: ``1`` on, ``0`` off).  Unset, calls run eagerly, as
+    PyTorch's own losses do: the eager path writes its passes in place and matches the
+    compiled kernel's speed on the CPU, without a first call that compiles for seconds, a
+    compilation per option set, or one per DDP rank (docs/design.md §4.4).
     """
     if run.compile is not None:
         return run.compile
     switch = os.environ.get(ENV_VAR, "").strip().lower()
-    if switch in {"0", "false", "off", "no"}:
-        return False
-    if switch in {"1", "true", "on", "yes"}:  # every formula, where the device allows
-        return device.type in {"cpu", "cuda"}
-    if not getattr(formula, "compile_by_default", True):
-        return False
-    return device.type in {"cpu", "cuda"}
+    return switch in {"1", "true", "on", "yes"} and device.type in {"cpu", "cuda"}
 
 
 #: On a CUDA device the default block is as many anchor rows as this fraction of the free

@@ -48,10 +48,6 @@ class RankNContrast:
     #: the default block's rows are divided by this: its sort keeps about four times the
     #: (r, n) temporaries of the log-ratio loss (indices, float64 scans), docs/design.md §9
     block_weight: ClassVar[int] = 4
-    #: PyTorch runs it eagerly unless ``compile=True``: faster and lighter than the compiled
-    #: graph (B = 4096: 0.63 s against 0.93 s; 16384: 10.8 s and 0.3 GiB against 18.6 s and
-    #: 1.5 GiB), and no compilation on the first call
-    compile_by_default: ClassVar[bool] = False
 
     temperature: float = 2.0
     label_metric: str | Callable[..., Any] = "cityblock"
