@@ -22,16 +22,16 @@ from logratio.testing import backends
 DESCRIPTIONS = {
     "cdist": "torch.cdist(F, F): the floor",
     "numpy": "NumPy, core (closed-form gradient)",
-    "torch": "PyTorch adapter (default: compiled engine): loss.backward(), closed-form rule",
-    "torch-eager": "PyTorch adapter, engine off (compile=False): the eager core",
+    "torch": "PyTorch adapter (default: eager, in place): loss.backward(), closed-form rule",
+    "torch-compiled": "PyTorch adapter with the compiled engine (compile=True)",
     "torch-autograd": "PyTorch autograd through the core's operations",
     "peer-eager": "ten lines of plain PyTorch (the per-row identity), autograd, eager",
     "peer-compiled": "the same ten lines under torch.compile",
     "jax": "JAX, jit(value_and_grad) with the custom_jvp rule",
     "cupy": "CuPy, core on the GPU",
     "cdist-cuda": "torch.cdist(F, F) on CUDA: the GPU floor",
-    "torch-cuda": "PyTorch adapter on CUDA (compiled engine: Triton)",
-    "torch-cuda-eager": "PyTorch adapter on CUDA, engine off",
+    "torch-cuda": "PyTorch adapter on CUDA (default: eager)",
+    "torch-cuda-compiled": "PyTorch adapter on CUDA, compiled engine (compile=True)",
     "jax-gpu": "JAX jit on the GPU",
     "numpy-near": "NumPy, a batch of near pairs (groups of 4 at D = 1e-6·(‖a‖² + ‖b‖²))",
     "torch-near": "PyTorch adapter (engine), the same batch of near pairs",
@@ -278,7 +278,7 @@ def available_cases(settings: Settings) -> list[Case]:
         if near:
             near_torch = torch_setup("cpu", inputs=make_near_inputs)
             cases.append(Case("torch-near", near_torch, max_batch=NEAR_MAX_BATCH))
-        cases.append(Case("torch-eager", torch_setup("cpu", compile=False)))
+        cases.append(Case("torch-compiled", torch_setup("cpu", compile=True)))
         if "peers" in wanted:
             cases.append(Case("peer-eager", peer_setup(compiled=False)))
             cases.append(Case("peer-compiled", peer_setup(compiled=True)))
@@ -298,7 +298,7 @@ def available_cases(settings: Settings) -> list[Case]:
         cases.append(Case("cdist-cuda", cdist_setup("cuda:0")))
         if "torch" in wanted:
             cases.append(Case("torch-cuda", torch_setup("cuda:0")))
-            cases.append(Case("torch-cuda-eager", torch_setup("cuda:0", compile=False)))
+            cases.append(Case("torch-cuda-compiled", torch_setup("cuda:0", compile=True)))
     if "jax" in wanted and _has_device("jax", "gpu:0"):
         cases.append(Case("jax-gpu", jax_setup("gpu:0")))
     if "cupy" in wanted and _has_device("cupy"):

@@ -21,12 +21,12 @@ STYLES: dict[str, dict[str, Any]] = {
     "numpy": {"color": "#ff7f0e"},
     "torch": {"color": "#2ca02c"},
     "torch-autograd": {"color": "#d62728"},
-    "torch-eager": {"color": "#9467bd"},
+    "torch-compiled": {"color": "#9467bd"},
     "jax": {"color": "#8c564b"},
     "cupy": {"color": "#e377c2"},
     "cdist-cuda": {"color": "#555555", "linestyle": "--", "linewidth": 2},
     "torch-cuda": {"color": "#bcbd22"},
-    "torch-cuda-eager": {"color": "#aec7e8"},
+    "torch-cuda-compiled": {"color": "#aec7e8"},
     "jax-gpu": {"color": "#7b4173"},
     "numpy-near": {"color": "#ff7f0e", "linestyle": ":"},
     "torch-near": {"color": "#2ca02c", "linestyle": ":"},
@@ -72,6 +72,14 @@ def evaluate_targets(
             add(f"{name} / cdist at B={b} (<= {limit})", ratio(by, name, "cdist", b), limit, True)
     for b in (2048, 4096, 8192, 16384):
         add(f"numpy / cdist at B={b} (<= 6)", ratio(by, "numpy", "cdist", b), 6, True)
+    # the default call against the faster of the ten-line peers, at every batch size
+    for b in sorted({t["batch"] for t in timings}):
+        named = (by.get(("peer-eager", b)), by.get(("peer-compiled", b)))
+        peers = [x["median_s"] for x in named if x and x.get("median_s")]
+        ours = by.get(("torch", b), {}).get("median_s")
+        if peers and ours:
+            value = ours / min(peers)
+            add(f"torch / faster peer at B={b} (<= 1)", value, 1, True)
     add(
         "materialised triplets / torch at B=512 (>= 100)",
         ratio(by, "triplets-dense", "torch", 512),

@@ -27,11 +27,10 @@ from logratio.testing import backends
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-# The PyTorch engine compiles its kernel once per formula and input structure (seconds each):
-# on for the tests that are about it (the ``torch`` backend of the ``xp`` fixture, the engine's
-# own tests), off elsewhere unless LOGRATIO_COMPILE is set (LOGRATIO_COMPILE=1: everywhere).
+# The PyTorch engine (off by default) compiles its kernel once per formula and input structure
+# (seconds each): on for the tests that are about it (the ``torch`` backend of the ``xp``
+# fixture, the engine's own tests), off elsewhere unless LOGRATIO_COMPILE=1 (everywhere).
 # ``torch-eager`` runs the same property suite with it off.
-os.environ.setdefault("LOGRATIO_COMPILE", "0")
 
 settings.register_profile(
     "ci",

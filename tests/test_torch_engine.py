@@ -70,9 +70,9 @@ def test_engine_equals_the_eager_core(options):
                 assert float((g - w).abs().max()) <= rtol * scale, (kw.keys(), dtype)
 
 
-def test_engine_is_used_by_default_and_switched_off(monkeypatch):
-    """The engine runs each block unless ``compile=False`` or ``LOGRATIO_COMPILE=0``;
-    ``compile=True`` overrides the variable."""
+def test_engine_is_off_by_default_and_switched_on(monkeypatch):
+    """Calls run eagerly unless ``compile=True`` or ``LOGRATIO_COMPILE=1``; ``compile=False``
+    overrides the variable; every formula follows the same switch."""
     calls = []
     real = engine.run_step
 
@@ -84,17 +84,25 @@ def test_engine_is_used_by_default_and_switched_off(monkeypatch):
     f, y = _problem(batch=12)
     monkeypatch.delenv(engine.ENV_VAR, raising=False)
     logratio.log_ratio_loss(f, y)
-    assert calls, "the default call did not use the engine"
+    logratio.rank_n_contrast_loss(f, y)
+    logratio.LogRatioLoss()(f, y)
+    assert not calls, "a default call compiled"
+    logratio.log_ratio_loss(f, y, compile=True)
+    assert calls
     calls.clear()
+    monkeypatch.setenv(engine.ENV_VAR, "1")
+    logratio.log_ratio_loss(f, y)
+    assert calls
+    calls.clear()
+    logratio.rank_n_contrast_loss(f, y)
+    assert calls
+    calls.clear()
+    logratio.LogRatioLoss(compile=False)(f, y)
     logratio.log_ratio_loss(f, y, compile=False)
     assert not calls
     monkeypatch.setenv(engine.ENV_VAR, "0")
     logratio.log_ratio_loss(f, y)
     assert not calls
-    logratio.LogRatioLoss(compile=False)(f, y)
-    assert not calls
-    logratio.log_ratio_loss(f, y, compile=True)
-    assert calls
     with pytest.raises(TypeError, match="compile must be None or a bool"):
         logratio.LogRatioLoss(compile="yes")
     assert logratio.LogRatioLoss(compile=False).options.compile is False

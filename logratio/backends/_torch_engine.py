@@ -18,9 +18,9 @@ does).
 
 The engine is off by default: ``compile=True`` (a :class:`~logratio.options.RunSettings`
 field, hence a keyword of every loss) or the environment variable ``LOGRATIO_COMPILE=1``
-turn it on (docs/design.md §4.4 has the measurements behind that choice).  If compiling fails (no C++ compiler, an unsupported platform or
-device), the engine warns once, remembers the failure for that key and runs the eager core:
-results are the same, only slower.
+turn it on (docs/design.md §4.2 has the measurements behind that choice).  If compiling
+fails (no C++ compiler, an unsupported platform or device), the engine warns once, remembers
+the failure for that key and runs the eager core: results are the same, only slower.
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def enabled(run: RunSettings, device: torch.device) -> bool:
     so a test or a script can switch it: ``1`` on, ``0`` off).  Unset, calls run eagerly, as
     PyTorch's own losses do: the eager path writes its passes in place and matches the
     compiled kernel's speed on the CPU, without a first call that compiles for seconds, a
-    compilation per option set, or one per DDP rank (docs/design.md §4.4).
+    compilation per option set, or one per DDP rank (docs/design.md §4.2).
     """
     if run.compile is not None:
         return run.compile
