@@ -33,6 +33,8 @@ STYLES: dict[str, dict[str, Any]] = {
     "jax-near": {"color": "#8c564b", "linestyle": ":"},
     "triplets-dense": {"color": "#1f77b4"},
     "triplets-miner": {"color": "#17becf"},
+    "peer-eager": {"color": "#7f7f7f", "linestyle": "-."},
+    "peer-compiled": {"color": "#c49c94", "linestyle": "-."},
 }
 assert set(STYLES) == set(DESCRIPTIONS), "every configuration needs a style"
 assert len({(s["color"], s.get("linestyle")) for s in STYLES.values()}) == len(STYLES), (
