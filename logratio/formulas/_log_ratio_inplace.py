@@ -52,7 +52,7 @@ def array_module(xp: Namespace) -> Any | None:
 
 
 class _TorchOut:
-    """The four NumPy calls of :func:`terms_in_place` that write ``out=``, for tensors."""
+    """The NumPy calls of :func:`terms_in_place` that write ``out=``, for tensors."""
 
     @staticmethod
     def sqrt(x: Any, out: Any) -> Any:
@@ -65,6 +65,14 @@ class _TorchOut:
     @staticmethod
     def divide(a: Any, b: Any, out: Any) -> Any:
         return importlib.import_module("torch").div(a, b, out=out)
+
+    @staticmethod
+    def abs(x: Any, out: Any) -> Any:
+        return importlib.import_module("torch").abs(x, out=out)
+
+    @staticmethod
+    def multiply(a: Any, b: Any, out: Any) -> Any:
+        return importlib.import_module("torch").mul(a, b, out=out)
 
     @staticmethod
     def einsum(spec: str, *operands: Any) -> Any:
@@ -113,6 +121,14 @@ def terms_in_place(xp: Namespace, opts: Any, blk: Block, want_kernel: bool) -> T
     dpe += eps
     if blk.label_distances is not None:
         lab = blk.label_distances + eps  # a new buffer: never write the caller's array
+    elif _one_column(opts.label_metric, blk.labels, dtype):
+        # |a − b| (or its square) of scalar labels: one new buffer, written in place
+        lab = blk.labels[:, 0:1] - blk.neighbour_labels[None, :, 0]
+        if opts.label_metric == "sqeuclidean":
+            np.multiply(lab, lab, out=lab)
+        else:
+            np.abs(lab, out=lab)
+        lab += eps
     else:
         lab = direct_distances(xp, blk.labels, blk.neighbour_labels, opts.label_metric)
         if lab.dtype != dtype or callable(opts.label_metric):
@@ -149,6 +165,15 @@ def terms_in_place(xp: Namespace, opts: Any, blk: Block, want_kernel: bool) -> T
     if zero is not None:
         kernel[zero] = 0
     return Terms(row_loss, row_count, kernel)
+
+
+def _one_column(metric: Any, labels: Any, dtype: Any) -> bool:
+    """Scalar labels in the compute dtype under a named metric: the distance is a function
+    of one difference (Euclidean and city-block ``|a − b|``, squared ``(a − b)²``)."""
+    return (
+        isinstance(metric, str) and labels is not None and labels.shape[1] == 1
+        and labels.dtype == dtype
+    )  # fmt: skip
 
 
 def _copies(xp: Any, sq: Array, found: tuple[Array, Array] | None, diag: Any) -> Any:
