@@ -215,7 +215,7 @@ class _EngineLossFnForward(_EngineLossFn):
         if len(args) != 8 or torch._C._are_functorch_transforms_active():
             return super().apply(*args)
         args = torch._functorch.utils.unwrap_dead_wrappers(args)
-        return super(torch.autograd.Function, cls).apply(*args)  # the C++ apply
+        return super(torch.autograd.Function, cls).apply(*args)  # type: ignore[misc]
 
     @staticmethod
     def jvp(ctx, tangent, *_constant_tangents):

@@ -121,9 +121,9 @@ def terms_in_place(xp: Namespace, opts: Any, blk: Block, want_kernel: bool) -> T
     dpe += eps
     if blk.label_distances is not None:
         lab = blk.label_distances + eps  # a new buffer: never write the caller's array
-    elif _one_column(opts.label_metric, blk.labels, dtype):
+    elif _one_column(opts.label_metric, blk.labels, blk.neighbour_labels, dtype):
         # |a − b| (or its square) of scalar labels: one new buffer, written in place
-        lab = blk.labels[:, 0:1] - blk.neighbour_labels[None, :, 0]
+        lab = blk.labels[:, 0:1] - blk.neighbour_labels[None, :, 0]  # type: ignore[index]
         if opts.label_metric == "sqeuclidean":
             np.multiply(lab, lab, out=lab)
         else:
@@ -167,12 +167,12 @@ def terms_in_place(xp: Namespace, opts: Any, blk: Block, want_kernel: bool) -> T
     return Terms(row_loss, row_count, kernel)
 
 
-def _one_column(metric: Any, labels: Any, dtype: Any) -> bool:
+def _one_column(metric: Any, labels: Any, others: Any, dtype: Any) -> bool:
     """Scalar labels in the compute dtype under a named metric: the distance is a function
     of one difference (Euclidean and city-block ``|a − b|``, squared ``(a − b)²``)."""
     return (
-        isinstance(metric, str) and labels is not None and labels.shape[1] == 1
-        and labels.dtype == dtype
+        isinstance(metric, str) and labels is not None and others is not None
+        and labels.shape[1] == 1 and labels.dtype == dtype
     )  # fmt: skip
 
 
