@@ -130,7 +130,8 @@ class Formula(Protocol):
     # or None``, a statistic of every neighbour over the whole batch that the block terms
     # read as ``Block.columns`` (computed once per call, before the blocks).
     # Optional: ``block_weight: ClassVar[int]``, the default block's rows are divided by it
-    # (a formula that keeps several times the (r, n) temporaries of the log-ratio loss).
+    # (a formula that keeps several times the (r, n) temporaries of the log-ratio loss);
+    # ``compile_by_default: ClassVar[bool]``, True where PyTorch compiles it unless told not.
 
 
 class InPlace(Protocol):

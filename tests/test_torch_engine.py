@@ -72,7 +72,7 @@ def test_engine_equals_the_eager_core(options):
 
 def test_engine_is_off_by_default_and_switched_on(monkeypatch):
     """Calls run eagerly unless ``compile=True`` or ``LOGRATIO_COMPILE=1``; ``compile=False``
-    overrides the variable; every formula follows the same switch."""
+    overrides the variable; a formula may compile by default (y-aware InfoNCE)."""
     calls = []
     real = engine.run_step
 
@@ -87,6 +87,11 @@ def test_engine_is_off_by_default_and_switched_on(monkeypatch):
     logratio.rank_n_contrast_loss(f, y)
     logratio.LogRatioLoss()(f, y)
     assert not calls, "a default call compiled"
+    logratio.y_aware_infonce_loss(f, y, compile=False)
+    assert not calls
+    logratio.y_aware_infonce_loss(f, y)  # compile_by_default: its eager passes are slower
+    assert calls
+    calls.clear()
     logratio.log_ratio_loss(f, y, compile=True)
     assert calls
     calls.clear()

@@ -69,7 +69,7 @@ class CompileFallbackWarning(RuntimeWarning):
     """The engine could not compile the core and runs it eagerly (the same results)."""
 
 
-def enabled(run: RunSettings, device: torch.device) -> bool:
+def enabled(run: RunSettings, device: torch.device, formula: Any = None) -> bool:
     """Whether calls with the run settings ``run`` on ``device`` go through the compiled
     kernel.
 
@@ -77,12 +77,17 @@ def enabled(run: RunSettings, device: torch.device) -> bool:
     so a test or a script can switch it: ``1`` on, ``0`` off).  Unset, calls run eagerly, as
     PyTorch's own losses do: the eager path writes its passes in place and matches the
     compiled kernel's speed on the CPU, without a first call that compiles for seconds, a
-    compilation per option set, or one per DDP rank (docs/design.md §4.2).
+    compilation per option set, or one per DDP rank (docs/design.md §4.2).  A formula whose
+    eager terms measured much slower than its compiled kernel sets ``compile_by_default =
+    True`` (y-aware InfoNCE, docs/design.md §8).
     """
     if run.compile is not None:
         return run.compile
     switch = os.environ.get(ENV_VAR, "").strip().lower()
-    return switch in {"1", "true", "on", "yes"} and device.type in {"cpu", "cuda"}
+    if switch in {"0", "false", "off", "no"}:
+        return False
+    on = switch in {"1", "true", "on", "yes"} or getattr(formula, "compile_by_default", False)
+    return bool(on) and device.type in {"cpu", "cuda"}
 
 
 #: On a CUDA device the default block is as many anchor rows as this fraction of the free

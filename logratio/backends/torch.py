@@ -80,7 +80,7 @@ def _loss_and_grad_impl(
     block = _engine.block_size_for(embeddings.device, batch, itemsize)
     arrays = Arrays(embeddings, labels, label_distances, anchors, mask, num_queries)
     p = prepare(arrays, spec, default_block=block)
-    step = _engine.run_step if _engine.enabled(spec.run, embeddings.device) else None
+    step = _engine.run_step if _engine.enabled(spec.run, embeddings.device, spec.formula) else None
     loss, grad = _dense.loss_and_grad(p, want_grad=want_grad, row_weights=row_weights, step=step)
     if grad is None:
         grad = embeddings.new_empty((0,))

@@ -51,6 +51,9 @@ class YAwareInfoNCE:
 
     name: ClassVar[str] = "y_aware_infonce"
     pairs: ClassVar[PairKind] = "cosine"
+    #: PyTorch compiles its block kernel unless ``compile=False``: the eager passes measured
+    #: 2.4× the compiled kernel at B = 4096 (docs/design.md §8)
+    compile_by_default: ClassVar[bool] = True
 
     temperature: float = 0.1
     sigma: float = 1.0
@@ -115,25 +118,45 @@ def _terms(xp: Any, opts: YAwareInfoNCE, blk: Block, want_kernel: bool) -> Terms
     neighbours).  Both softmaxes subtract their row's maximum over the counted pairs, so
     neither underflows to an empty row."""
     inv_tau, gamma = blk.values
-    sim = blk.pairs * inv_tau
-    valid = counted(xp, blk, sim.shape)
+    pairs: Any = blk.pairs
+    valid = counted(xp, blk, pairs.shape)
+    low = -math.inf
+    # log-softmax of the similarities: the pairs that do not count enter as −inf (exp: 0)
+    sim = pairs * inv_tau
+    top = _row_top(xp, xp.where(valid, sim, low))
+    centred = sim - top[:, None]
+    e_sim = xp.exp(xp.where(valid, centred, low))
+    z_sim = xp.sum(e_sim, axis=1)
+    log_z = xp.log(xp.where(z_sim > 0, z_sim, xp.ones_like(z_sim)))
+    # the weights: an RBF kernel of the label distances, normalised per anchor (the paper)
+    # or by the neighbour's row sum (released)
     lab = label_distances(xp, blk, opts.label_metric, sim.dtype)
-    log_p = _log_softmax(xp, sim, valid)
-    kernel_log = -gamma * xp.where(valid, lab, 0.0)
+    kernel_log = xp.where(valid, -gamma * lab, low)
     if blk.columns is None:
-        log_w = _log_softmax(xp, kernel_log, valid)
-    else:  # the released normalisation: by the neighbour's row sum (≤ 1: it holds w_ij)
-        log_w = xp.where(valid, kernel_log - blk.columns[None, :], 0.0)
-    w = xp.where(valid, xp.exp(log_w), 0.0)
-    has = xp.any(valid, axis=1)
-    row_loss = -xp.sum(w * xp.where(valid, log_p, 0.0), axis=1)
-    row_count = xp.astype(has, sim.dtype)
+        e_w = xp.exp(kernel_log - _row_top(xp, kernel_log)[:, None])
+        z_w = xp.sum(e_w, axis=1)
+        w = e_w * (1 / xp.where(z_w > 0, z_w, xp.ones_like(z_w)))[:, None]
+    else:  # ≤ 1: the neighbour's row sum holds w_ij
+        w = xp.exp(kernel_log - blk.columns[None, :])
+    w_sum = xp.sum(w, axis=1)
+    # S_i = −Σ_j ŵ_ij (s_ij − top_i − log Z_i); w is 0 where a pair does not count
+    row_loss = log_z * w_sum - xp.sum(w * centred, axis=1)
+    row_count = xp.astype(xp.any(valid, axis=1), sim.dtype)
     if not want_kernel:
         return Terms(row_loss, row_count, None)
-    p = xp.where(valid, xp.exp(log_p), 0.0)
+    p = e_sim * (1 / xp.where(z_sim > 0, z_sim, xp.ones_like(z_sim)))[:, None]
     # Σ_k ŵ_ik is 1 with the paper's weights (0 without neighbours), any value when released
-    kernel = (xp.sum(w, axis=1)[:, None] * p - w) * inv_tau
+    kernel = (w_sum[:, None] * p - w) * inv_tau
     return Terms(row_loss, row_count, kernel)
+
+
+def _row_top(xp: Any, x: Any) -> Any:
+    """Each row's maximum, 0 for a row without a finite one (so that ``x − top`` stays
+    ``−inf`` where ``x`` is, and finite elsewhere)."""
+    if x.shape[1] == 0:
+        return xp.zeros((x.shape[0],), dtype=x.dtype, device=array_api_compat.device(x))
+    top = xp.max(x, axis=1)
+    return xp.where(xp.isfinite(top), top, xp.zeros_like(top))
 
 
 def _log_sum_exp(xp: Any, x: Any, valid: Any) -> Any:
@@ -143,14 +166,3 @@ def _log_sum_exp(xp: Any, x: Any, valid: Any) -> Any:
     safe = xp.where(xp.isfinite(top), top, xp.zeros_like(top))
     total = xp.sum(xp.where(valid, xp.exp(x - safe[:, None]), 0.0), axis=1)
     return safe + xp.log(total)
-
-
-def _log_softmax(xp: Any, x: Any, valid: Any) -> Any:
-    """``x_ij − log Σ_{k valid} exp(x_ik)`` on the valid entries (anything elsewhere); a row
-    without a valid entry gives finite values."""
-    low = xp.full_like(x, -math.inf)
-    top = xp.max(xp.where(valid, x, low), axis=1) if x.shape[1] > 0 else xp.sum(x, axis=1)
-    top = xp.where(xp.isfinite(top), top, xp.zeros_like(top))
-    shifted = xp.where(valid, x - top[:, None], 0.0)
-    total = xp.sum(xp.where(valid, xp.exp(shifted), 0.0), axis=1)
-    return shifted - xp.log(xp.where(total > 0, total, xp.ones_like(total)))[:, None]
