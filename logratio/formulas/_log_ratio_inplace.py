@@ -51,32 +51,24 @@ def array_module(xp: Namespace) -> Any | None:
     return None
 
 
+def _torch_function(name: str) -> Any:
+    """``torch.<name>``, looked up when called (torch is imported only by its users)."""
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return getattr(importlib.import_module("torch"), name)(*args, **kwargs)
+
+    return staticmethod(call)
+
+
 class _TorchOut:
-    """The NumPy calls of :func:`terms_in_place` that write ``out=``, for tensors."""
+    """The NumPy calls of :func:`terms_in_place` (``out=`` as NumPy's), for tensors."""
 
-    @staticmethod
-    def sqrt(x: Any, out: Any) -> Any:
-        return importlib.import_module("torch").sqrt(x, out=out)
-
-    @staticmethod
-    def log(x: Any, out: Any) -> Any:
-        return importlib.import_module("torch").log(x, out=out)
-
-    @staticmethod
-    def divide(a: Any, b: Any, out: Any) -> Any:
-        return importlib.import_module("torch").div(a, b, out=out)
-
-    @staticmethod
-    def abs(x: Any, out: Any) -> Any:
-        return importlib.import_module("torch").abs(x, out=out)
-
-    @staticmethod
-    def multiply(a: Any, b: Any, out: Any) -> Any:
-        return importlib.import_module("torch").mul(a, b, out=out)
-
-    @staticmethod
-    def einsum(spec: str, *operands: Any) -> Any:
-        return importlib.import_module("torch").einsum(spec, *operands)
+    sqrt = _torch_function("sqrt")
+    log = _torch_function("log")
+    divide = _torch_function("div")
+    abs = _torch_function("abs")
+    multiply = _torch_function("mul")
+    einsum = _torch_function("einsum")
 
 
 def terms_in_place(xp: Namespace, opts: Any, blk: Block, want_kernel: bool) -> Terms:
