@@ -259,3 +259,15 @@ def test_bad_labels_under_jit_give_nan():
         assert np.isnan(jax.jit(lambda q, d, fn=fn: fn(q, label_distances=d))(z, neg))
         ok = jax.jit(lambda q, lab, fn=fn: fn(q, lab))(z, jnp.asarray(y * 1e30))
         assert np.isfinite(ok)
+
+
+def test_double_backward_stays_finite_far_from_the_origin():
+    """The pairs that do not count take exp(0) in the gradient's kernel, not the exp of a
+    large prefix: a recorded backward (create_graph=True) differentiates through it."""
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    f = (torch.randn(12, 3) * 300).requires_grad_()
+    y = torch.randn(12)
+    (g,) = torch.autograd.grad(logratio.rank_n_contrast_loss(f, y), f, create_graph=True)
+    (h,) = torch.autograd.grad((g * g).sum(), f)
+    assert torch.isfinite(h).all()

@@ -352,3 +352,13 @@ def test_the_benchmarks_peer_is_the_same_loss(monkeypatch):
     (g_ours,) = torch.autograd.grad(ours, f)
     assert abs(peer.item() - ours.item()) <= 1e-10 * abs(ours.item())
     assert torch.allclose(g_peer, g_ours, rtol=1e-8, atol=1e-10)
+
+
+def test_meta_tensors_take_the_ops_fake_implementation():
+    """Meta (and fake) tensors go through the custom op, whose fake implementation gives
+    the shape; only plain tensors with data run the op's body directly."""
+    f = torch.randn(8, 3, device="meta", requires_grad=True)
+    y = torch.randn(8, device="meta")
+    for fn in (logratio.log_ratio_loss, logratio.rank_n_contrast_loss):
+        out = fn(f, y)
+        assert out.device.type == "meta" and out.shape == ()

@@ -236,3 +236,17 @@ def test_released_weights_on_every_backend(xp):
         zx = xp.asarray(np.concatenate([z1, z2]), "float64")
         loss = logratio.y_aware_infonce_loss(zx, np.concatenate([y, y]), **kw)
         assert float(xp.to_numpy(loss)) / n == pytest.approx(want, rel=1e-10)
+
+
+def test_released_weights_without_neighbours_give_no_nan():
+    """A batch of one, and a masked-out neighbour whose kernel underflows every column:
+    the pairs that do not count add nothing (no −inf − −inf)."""
+    f = np.random.default_rng(0).normal(size=(1, 3))
+    assert logratio.y_aware_infonce_loss(f, np.array([0.3]), weights="released") == 0.0
+    f = np.random.default_rng(1).normal(size=(5, 3))
+    y = np.array([0.0, 0.0, 0.0, 0.0, 2.0])
+    m = np.ones((5, 5), dtype=bool)
+    m[:, 4] = m[4, :] = False
+    tiny = logratio.y_aware_infonce_loss(f, y, sigma=7.07e-20, weights="released", mask=m)
+    kept = logratio.y_aware_infonce_loss(f[:4], y[:4], sigma=7.07e-20, weights="released")
+    assert np.isfinite(tiny) and abs(tiny - kept) <= 1e-12 * abs(kept)  # row 4 has no pair

@@ -129,16 +129,25 @@ def _spec(
 def _op(arrays: tuple[Any, ...], num_queries: int | None, spec: Spec, want_grad: bool,
         row_weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
     args = (*arrays, num_queries, *_schema(spec), want_grad, row_weights)
-    if _plain_eager():  # the op's body, without the dispatcher's layers (the same results)
+    if _plain_eager(arrays[0]):  # the op's body, without the dispatcher's layers (same results)
         with torch.no_grad():
             return _loss_and_grad_impl(*args)
     return _loss_and_grad_op(*args)
 
 
-def _plain_eager() -> bool:
-    """Neither compiling nor under a ``torch.func`` transform: the custom op is what those
-    see; an eager call may run its body directly (tens of microseconds less per call)."""
-    return not torch.compiler.is_compiling() and not torch._C._are_functorch_transforms_active()
+def _plain_eager(embeddings: Any) -> bool:
+    """A plain tensor with data, neither compiling nor under a ``torch.func`` transform or a
+    dispatch mode (fake or meta tensors need the op's fake implementation): an eager call may
+    run the op's body directly (tens of microseconds less per call)."""
+    from torch.utils._python_dispatch import _get_current_dispatch_mode
+
+    return (
+        type(embeddings) is torch.Tensor
+        and embeddings.device.type != "meta"
+        and not torch.compiler.is_compiling()
+        and not torch._C._are_functorch_transforms_active()
+        and _get_current_dispatch_mode() is None
+    )
 
 
 # --------------------------------------------------------------------------- the autograd rule

@@ -133,7 +133,8 @@ def _terms(xp: Any, opts: RankNContrast, blk: Block, want_kernel: bool) -> Terms
     # ∂S/∂s_j = −1 + Σ_{k: Δ_k ≤ Δ_j} exp(s_j − D_k): a prefix log-sum-exp of −D up to the
     # end of j's group
     upto = _along(xp, cumulative_logsumexp(xp, -denom, valid_s, reverse=False), last)
-    grad_s = xp.where(valid_s, xp.exp(sim_s + upto) - 1.0, 0.0)
+    # exp of 0 where a pair does not count: no overflow, no 0·inf in a double backward
+    grad_s = xp.where(valid_s, xp.exp(xp.where(valid_s, sim_s + upto, 0.0)) - 1.0, 0.0)
     grad = _along(xp, grad_s, inverse_permutation(xp, order))
     # K = 2 ∂S/∂‖f_i − f_j‖² = 2 · ∂S/∂s · (−1 / (2 τ D)): zero for copies
     kernel = xp.where(keep, -grad * inv_tau / xp.where(keep, dist, 1.0), 0.0)

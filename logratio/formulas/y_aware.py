@@ -137,7 +137,8 @@ def _terms(xp: Any, opts: YAwareInfoNCE, blk: Block, want_kernel: bool) -> Terms
         z_w = xp.sum(e_w, axis=1)
         w = e_w * (1 / xp.where(z_w > 0, z_w, xp.ones_like(z_w)))[:, None]
     else:  # ≤ 1: the neighbour's row sum holds w_ij
-        w = xp.exp(kernel_log - blk.columns[None, :])
+        cols = xp.where(xp.isfinite(blk.columns), blk.columns, xp.zeros_like(blk.columns))
+        w = xp.where(valid, xp.exp(kernel_log - cols[None, :]), 0.0)  # no −inf − −inf
     w_sum = xp.sum(w, axis=1)
     # S_i = −Σ_j ŵ_ij (s_ij − top_i − log Z_i); w is 0 where a pair does not count
     row_loss = log_z * w_sum - xp.sum(w * centred, axis=1)
