@@ -6,6 +6,7 @@ One command times, in float32 with d = 128 and scalar labels, loss + backward of
 * ``rnc``, ``yaware``: :func:`logratio.rank_n_contrast_loss` and
   :func:`logratio.y_aware_infonce_loss` through the PyTorch adapter (its defaults);
 * ``rnc-compiled``: Rank-N-Contrast with ``compile=True`` (its default is eager);
+* ``yaware-eager``: y-aware InfoNCE with ``compile=False`` (its default compiles);
 * ``rnc-released``: a restatement of the released ``RnCLoss`` (its (n, n, d) differences for
   the similarities, the Python loop over positives with an (n, n−1) mask per step, autograd
   through all of it), up to the B its memory allows;
@@ -34,7 +35,9 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-CASES = ("cdist", "rnc", "yaware", "rnc-released", "yaware-released", "rnc-compiled")
+CASES = (
+    "cdist", "rnc", "yaware", "rnc-released", "yaware-released", "rnc-compiled", "yaware-eager",
+)  # fmt: skip
 #: the released RnC keeps about 4·n³ bytes of masks (float32) for autograd: capped here
 RELEASED_RNC_MAX = 1024
 
@@ -101,6 +104,7 @@ def child(case: str, batch: int, dim: int, repeats: int) -> dict:
             "yaware": logratio.y_aware_infonce_loss,
             "rnc-released": released_rnc,
             "rnc-compiled": functools.partial(logratio.rank_n_contrast_loss, compile=True),
+            "yaware-eager": functools.partial(logratio.y_aware_infonce_loss, compile=False),
             "yaware-released": released_yaware,
         }[case]
         x = f.clone().requires_grad_(True)

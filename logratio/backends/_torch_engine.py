@@ -78,7 +78,7 @@ def enabled(run: RunSettings, device: torch.device, formula: Any = None) -> bool
     PyTorch's own losses do: the eager path writes its passes in place and matches the
     compiled kernel's speed on the CPU, without a first call that compiles for seconds, a
     compilation per option set, or one per DDP rank (docs/design.md §4.2).  A formula whose
-    eager terms measured much slower than its compiled kernel sets ``compile_by_default =
+    eager terms measured slower than its compiled kernel sets ``compile_by_default =
     True`` (y-aware InfoNCE, docs/design.md §8).
     """
     if run.compile is not None:

@@ -33,6 +33,7 @@ import functools
 from typing import Any
 
 import torch
+from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 from .. import _dense
 from .. import _validation as v
@@ -139,8 +140,6 @@ def _plain_eager(embeddings: Any) -> bool:
     """A plain tensor with data, neither compiling nor under a ``torch.func`` transform or a
     dispatch mode (fake or meta tensors need the op's fake implementation): an eager call may
     run the op's body directly (tens of microseconds less per call)."""
-    from torch.utils._python_dispatch import _get_current_dispatch_mode
-
     return (
         type(embeddings) is torch.Tensor
         and embeddings.device.type != "meta"
